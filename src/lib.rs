@@ -18,5 +18,11 @@
 //! - [`metrics`]: one owned Prometheus registry; labels only from bounded enums.
 //! - [`server`]: binds the listeners and runs everything until shutdown.
 
+pub mod admin;
 pub mod config;
 pub mod core;
+pub mod frontend;
+pub mod metrics;
+pub mod server;
+pub mod service;
+pub mod store;

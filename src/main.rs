@@ -1,1 +1,281 @@
-fn main() {}
+//! The `keygate` binary: parses the command line, loads the config, runs the command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use keygate::admin::manage::{CreateKey, ImportKey, ManageError, Manager};
+use keygate::config::Settings;
+use keygate::store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "keygate",
+    version,
+    about = "API-key authorization sidecar for Envoy and nginx"
+)]
+struct Cli {
+    /// Config file.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYGATE_CONFIG",
+        default_value = "config/keygate.yaml"
+    )]
+    config: PathBuf,
+    /// Log format on stderr: text or json. The level comes from KEYGATE_LOG (default info).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar.
+    Serve,
+    /// Validate the config and exit.
+    CheckConfig,
+    /// Manage keys.
+    #[command(subcommand)]
+    Keys(Keys),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Accounts(Accounts),
+    /// Allowed requests per key and per UTC day for an account.
+    Usage {
+        #[arg(long)]
+        account: String,
+    },
+    /// Management events.
+    Audit {
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Keys {
+    /// Create a key; prints it once.
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        scheme: Option<String>,
+        /// Restrict the key to a scope (repeatable). Without it the key may call every route.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// RFC 3339 UTC expiry time.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Revoke a key, irreversibly.
+    Revoke { id: String },
+    /// Issue a replacement; the old key is revoked now or after --grace (e.g. 1h, 30m).
+    Rotate {
+        id: String,
+        #[arg(long)]
+        grace: Option<humantime::Duration>,
+    },
+    /// Import an existing SHA-256 digest (hex) for a sha256 scheme.
+    Import {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        scheme: String,
+        #[arg(long)]
+        sha256: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Accounts {
+    /// Set an account's plan and/or status (active, past_due, disabled).
+    Set {
+        id: String,
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+    },
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.log_format);
+    let settings = match Settings::load(&cli.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::CheckConfig = cli.command {
+        println!("{}: ok", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(cli.command, settings))
+}
+
+async fn run(command: Command, settings: Settings) -> ExitCode {
+    if let Command::Serve = command {
+        let token = std::env::var("KEYGATE_ADMIN_TOKEN").ok();
+        return match keygate::server::start(settings, token).await {
+            Ok(running) => {
+                running.run_until(shutdown_signal()).await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("keygate: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let settings = Arc::new(settings);
+    let store = match Store::open(&settings.store) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("keygate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let m = Manager::new(settings, store, None);
+    let actor = "cli";
+    let opt_scopes = |s: Vec<String>| (!s.is_empty()).then_some(s);
+    let result: Result<serde_json::Value, ManageError> = match command {
+        Command::Keys(Keys::Create {
+            account,
+            name,
+            scheme,
+            scopes,
+            expires_at,
+        }) => m
+            .create_key(
+                actor,
+                CreateKey {
+                    account,
+                    name,
+                    scheme,
+                    scopes: opt_scopes(scopes),
+                    expires_at,
+                },
+            )
+            .await
+            .map(|c| serde_json::to_value(&c).unwrap_or_default()),
+        Command::Keys(Keys::List { account }) => m
+            .list_keys(account.as_deref())
+            .await
+            .map(|k| serde_json::json!({ "keys": k })),
+        Command::Keys(Keys::Revoke { id }) => m
+            .revoke_key(actor, &id)
+            .await
+            .map(|()| serde_json::json!({"success": true})),
+        Command::Keys(Keys::Rotate { id, grace }) => m
+            .rotate_key(actor, &id, grace.map(|g| g.as_secs()))
+            .await
+            .map(|c| serde_json::to_value(&c).unwrap_or_default()),
+        Command::Keys(Keys::Import {
+            account,
+            scheme,
+            sha256,
+            name,
+            scopes,
+            expires_at,
+        }) => m
+            .import_key(
+                actor,
+                ImportKey {
+                    account,
+                    scheme,
+                    sha256,
+                    name,
+                    scopes: opt_scopes(scopes),
+                    expires_at,
+                },
+            )
+            .await
+            .map(|k| serde_json::to_value(&k).unwrap_or_default()),
+        Command::Accounts(Accounts::Set { id, plan, status }) => {
+            m.set_account(actor, &id, plan.map(Some), status.as_deref())
+                .await
+        }
+        Command::Usage { account } => m.usage(&account).await,
+        Command::Audit { account } => m.audit(account.as_deref()).await,
+        Command::Serve | Command::CheckConfig => unreachable!("handled above"),
+    };
+    match result {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{}", e.to_json());
+            eprintln!("keygate: {e}");
+            ExitCode::from(match e.status() {
+                400 => 2,
+                404 => 3,
+                409 => 4,
+                _ => 1,
+            })
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -58,14 +58,14 @@ impl Reason {
 
 /// A refusal, with what the response needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial<'a> {
+pub struct Denial {
     pub reason: Reason,
     /// Answer with a Bearer challenge (the route accepts, or the client used, a Bearer scheme).
     pub bearer: bool,
     /// A credential was presented (adds `error="invalid_token"` to the challenge).
     pub presented: bool,
     /// The scope the route needs (scope denials).
-    pub scope: Option<&'a str>,
+    pub scope: Option<Arc<str>>,
     /// Account denials: the account's status, or `None` for a plan without API access.
     pub account_status: Option<AccountStatus>,
 }
@@ -77,7 +77,7 @@ const UNAUTHORIZED_BODY: &str =
 const UNAVAILABLE_BODY: &str =
     r#"{"error":"unavailable","message":"The key table is not loaded yet"}"#;
 
-impl Denial<'_> {
+impl Denial {
     pub fn status(&self) -> u16 {
         match self.reason {
             Reason::Missing
@@ -101,9 +101,10 @@ impl Denial<'_> {
 
     pub fn message(&self) -> Cow<'static, str> {
         match self.reason {
-            Reason::Scope => {
-                Cow::Owned(format!("API key lacks scope {}", self.scope.unwrap_or("")))
-            }
+            Reason::Scope => Cow::Owned(format!(
+                "API key lacks scope {}",
+                self.scope.as_deref().unwrap_or("")
+            )),
             Reason::Account => Cow::Borrowed(match self.account_status {
                 None | Some(AccountStatus::Active) => "API access is disabled for this account",
                 Some(AccountStatus::PastDue) => "API access is suspended: the account is past due",
@@ -138,7 +139,7 @@ impl Denial<'_> {
             (401, _) => Some(Cow::Borrowed(r#"Bearer realm="keygate""#)),
             (403, Reason::Scope) => Some(Cow::Owned(format!(
                 r#"Bearer realm="keygate", error="insufficient_scope", scope="{}""#,
-                self.scope.unwrap_or("")
+                self.scope.as_deref().unwrap_or("")
             ))),
             _ => None,
         }
@@ -147,17 +148,17 @@ impl Denial<'_> {
 
 /// An allowed request: who the caller is.
 #[derive(Debug, Clone)]
-pub struct Allow<'a> {
-    pub key: &'a Arc<KeyEntry>,
-    pub plan: Option<&'a str>,
+pub struct Allow {
+    pub key: Arc<KeyEntry>,
+    pub plan: Option<Arc<str>>,
     pub bearer: bool,
 }
 
 /// What `decide` concluded.
 #[derive(Debug)]
 pub enum Outcome<'a> {
-    Allow(Allow<'a>),
-    Deny(Denial<'a>),
+    Allow(Allow),
+    Deny(Denial),
     /// An Argon2 key whose secret has no cached answer: verify `key` against `entry` off the
     /// runtime, record the result with the [`SecretCheck`], and decide again.
     NeedsVerify {
@@ -183,14 +184,14 @@ impl SecretCheck for NoCache {
 }
 
 /// Decides one request.
-pub fn decide<'a, H: Headers + ?Sized>(
-    schemes: &'a [Scheme],
-    routes: &'a RouteTable,
-    table: &'a Table,
-    req: &Request<'a, H>,
+pub fn decide<'r, H: Headers + ?Sized>(
+    schemes: &[Scheme],
+    routes: &RouteTable,
+    table: &Table,
+    req: &Request<'r, H>,
     now: i64,
     check: &impl SecretCheck,
-) -> Outcome<'a> {
+) -> Outcome<'r> {
     let deny = |reason, bearer, presented| {
         Outcome::Deny(Denial {
             reason,
@@ -211,7 +212,7 @@ pub fn decide<'a, H: Headers + ?Sized>(
     let accepted = route.map_or(all, |r| r.schemes.as_slice());
     let route_bearer = accepted.iter().any(|&i| schemes[i].bearer);
 
-    let p: Presented<'a> = match credential::extract(schemes, accepted, req.headers) {
+    let p: Presented<'r> = match credential::extract(schemes, accepted, req.headers) {
         Ok(p) => p,
         Err(CredentialError::Missing) => return deny(Reason::Missing, route_bearer, false),
         Err(CredentialError::Malformed { bearer }) => {
@@ -251,7 +252,7 @@ pub fn decide<'a, H: Headers + ?Sized>(
         }
     }
     let account = table.account(&entry.account);
-    let plan = account.and_then(|a| a.plan.as_deref());
+    let plan = account.and_then(|a| a.plan.clone());
     if let Some(a) = account
         && (a.status != AccountStatus::Active || !a.api_access)
     {
@@ -273,12 +274,12 @@ pub fn decide<'a, H: Headers + ?Sized>(
             reason: Reason::Scope,
             bearer: p.bearer,
             presented: true,
-            scope: Some(need),
+            scope: route.scope.clone(),
             account_status: None,
         });
     }
     Outcome::Allow(Allow {
-        key: entry,
+        key: entry.clone(),
         plan,
         bearer: p.bearer,
     })

@@ -9,7 +9,7 @@ pub struct Route {
     pub methods: Option<Vec<String>>,
     /// Lowercase host, exact or `*.suffix`; `None` matches every host.
     pub host: Option<String>,
-    pub scope: Option<String>,
+    pub scope: Option<std::sync::Arc<str>>,
     /// Indices of the schemes this route accepts.
     pub schemes: Vec<usize>,
 }
@@ -26,7 +26,7 @@ impl Route {
             path_prefix,
             methods,
             host,
-            scope,
+            scope: scope.map(Into::into),
             schemes,
         }
     }
@@ -124,7 +124,13 @@ mod tests {
     }
 
     fn scope(m: &str, p: &str, h: Option<&str>) -> String {
-        table().find(m, p, h).unwrap().scope.clone().unwrap()
+        table()
+            .find(m, p, h)
+            .unwrap()
+            .scope
+            .as_deref()
+            .unwrap()
+            .to_string()
     }
 
     #[test]

@@ -39,7 +39,7 @@ impl std::fmt::Debug for KeyEntry {
 /// What the core needs of an account.
 #[derive(Debug, Clone)]
 pub struct AccountEntry {
-    pub plan: Option<Box<str>>,
+    pub plan: Option<Arc<str>>,
     pub status: AccountStatus,
     /// From the plan; an account on a plan missing from the config has no access.
     pub api_access: bool,

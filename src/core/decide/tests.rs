@@ -393,7 +393,7 @@ fn responses_follow_the_spec() {
         d(Reason::Unknown, false, true, None).www_authenticate(),
         None
     );
-    let scope = d(Reason::Scope, true, true, Some("usage:read"));
+    let scope = d(Reason::Scope, true, true, Some("usage:read".into()));
     assert_eq!(scope.status(), 403);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&scope.body()).unwrap(),

@@ -1,0 +1,159 @@
+//! The HTTP listener: nginx `auth_request` at `/auth`, Envoy HTTP-mode ext_authz at
+//! `/ext_authz/<original path>`, and `/healthz`, `/readyz`, `/metrics`.
+//!
+//! nginx: the original method and URI come in `X-Original-Method` and `X-Original-URI`, the
+//! host in `X-Original-Host` or `Host`. An allow answers 200 with the identity headers for
+//! `auth_request_set`. Envoy HTTP mode: the original method is the request's, the path follows
+//! `/ext_authz`; an allow also names the credential and unset identity headers in
+//! `x-envoy-auth-headers-to-remove`. A denial answers with its status, JSON body and
+//! `WWW-Authenticate` on both.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::Full;
+
+use super::{credential_headers, identity, unset_identity};
+use crate::core::decide::{Allow, Denial};
+use crate::core::request::Request;
+use crate::metrics::Frontend;
+use crate::service::Authorizer;
+
+pub type Body = Full<Bytes>;
+
+const PREFIX: &str = "/ext_authz";
+
+/// Routes one request of the HTTP listener.
+pub async fn handle<B>(
+    auth: Arc<Authorizer>,
+    req: http::Request<B>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path();
+    let resp = match path {
+        "/auth" => nginx(&auth, &req).await,
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            if auth.replica.is_loaded() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "key table not loaded\n")
+            }
+        }
+        "/metrics" if req.method() == Method::GET => metrics(&auth),
+        p if p == PREFIX || p.starts_with("/ext_authz/") => envoy_http(&auth, &req).await,
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    Ok(resp)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+fn metrics(auth: &Authorizer) -> Response<Body> {
+    let m = &auth.metrics;
+    m.keys.set(auth.replica.snapshot().len() as i64);
+    m.revision.set(auth.replica.revision() as i64);
+    m.replication_age.set(
+        auth.replica
+            .age()
+            .map_or(f64::INFINITY, |a| a.as_secs_f64()),
+    );
+    let mut r = Response::new(Full::new(Bytes::from(m.render())));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+fn str_header<'a, B>(req: &'a http::Request<B>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn nginx<B>(auth: &Arc<Authorizer>, req: &http::Request<B>) -> Response<Body> {
+    let method = str_header(req, "x-original-method").unwrap_or("GET");
+    // A missing or non-UTF-8 URI matches no route; the credential is still checked first.
+    let path = str_header(req, "x-original-uri").unwrap_or("");
+    let host = str_header(req, "x-original-host").or_else(|| str_header(req, "host"));
+    let r = Request {
+        method,
+        path,
+        host,
+        headers: req.headers(),
+    };
+    match auth.check(&r, Frontend::Nginx).await {
+        Ok(a) => allowed(auth, &a, false),
+        Err(d) => denied(&d),
+    }
+}
+
+async fn envoy_http<B>(auth: &Arc<Authorizer>, req: &http::Request<B>) -> Response<Body> {
+    let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+    let path = match &target[PREFIX.len()..] {
+        "" => "/",
+        p if p.starts_with('?') => "/",
+        p => p,
+    };
+    let host = str_header(req, "host");
+    let r = Request {
+        method: req.method().as_str(),
+        path,
+        host,
+        headers: req.headers(),
+    };
+    match auth.check(&r, Frontend::EnvoyHttp).await {
+        Ok(a) => allowed(auth, &a, true),
+        Err(d) => denied(&d),
+    }
+}
+
+fn allowed(auth: &Authorizer, a: &Allow, envoy: bool) -> Response<Body> {
+    let s = &*auth.settings;
+    let (set, n) = identity(s, a);
+    let set = &set[..n];
+    let mut r = Response::new(Full::new(Bytes::new()));
+    let h = r.headers_mut();
+    for (k, v) in set {
+        // Names were validated at config load; values are ids, accounts and scopes that
+        // the management API restricts to header-safe characters.
+        if let (Ok(k), Ok(v)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.insert(k, v);
+        }
+    }
+    if envoy {
+        let remove: Vec<&str> = credential_headers(s)
+            .chain(unset_identity(s, set))
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
+            h.insert("x-envoy-auth-headers-to-remove", v);
+        }
+    }
+    r
+}
+
+/// The denial as an HTTP response (both nginx and Envoy HTTP mode).
+pub fn denied(d: &Denial) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(d.body().into_owned())));
+    *r.status_mut() = StatusCode::from_u16(d.status()).unwrap_or(StatusCode::FORBIDDEN);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(w) = d.www_authenticate()
+        && let Ok(v) = HeaderValue::from_str(&w)
+    {
+        h.insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}

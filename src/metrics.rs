@@ -1,0 +1,176 @@
+//! The Prometheus registry keygate owns. Every label value comes from a bounded enum
+//! (frontend, result, reason); nothing from a request ever becomes a label. Counters for each
+//! label combination are resolved once at start so the request path does no label lookup.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+use crate::core::decide::Reason;
+
+/// Which frontend asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frontend {
+    EnvoyGrpc,
+    EnvoyHttp,
+    Nginx,
+}
+
+impl Frontend {
+    pub const ALL: [Frontend; 3] = [Frontend::EnvoyGrpc, Frontend::EnvoyHttp, Frontend::Nginx];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Frontend::EnvoyGrpc => "envoy_grpc",
+            Frontend::EnvoyHttp => "envoy_http",
+            Frontend::Nginx => "nginx",
+        }
+    }
+}
+
+/// Outcome of one Argon2 verification.
+#[derive(Debug, Clone, Copy)]
+pub enum Verification {
+    Ok,
+    Failed,
+    /// Refused without running Argon2 (per-key failure budget spent).
+    Throttled,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    allow: [IntCounter; 3],
+    deny: [[IntCounter; Reason::ALL.len()]; 3],
+    latency: [Histogram; 3],
+    pub keys: IntGauge,
+    pub replication_age: prometheus::Gauge,
+    pub store_connected: IntGauge,
+    pub revision: IntGauge,
+    verifications: [IntCounter; 3],
+    pub cache_hits: IntCounter,
+    pub usage_flushes: IntCounter,
+    pub usage_flush_failures: IntCounter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("metric names are unique");
+        };
+        let decisions = IntCounterVec::new(
+            Opts::new("keygate_decisions_total", "Authorization decisions"),
+            &["frontend", "result", "reason"],
+        )
+        .expect("valid metric");
+        let latency_vec = prometheus::HistogramVec::new(
+            HistogramOpts::new(
+                "keygate_decision_duration_seconds",
+                "Time to decide, from request parsed to response built",
+            )
+            .buckets(vec![
+                5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
+                5e-2, 0.1, 0.25, 1.0,
+            ]),
+            &["frontend"],
+        )
+        .expect("valid metric");
+        let verif = IntCounterVec::new(
+            Opts::new(
+                "keygate_hash_verifications_total",
+                "Argon2 verifications by result",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let allow =
+            Frontend::ALL.map(|f| decisions.with_label_values(&[f.as_str(), "allow", "ok"]));
+        let deny = Frontend::ALL.map(|f| {
+            Reason::ALL.map(|r| decisions.with_label_values(&[f.as_str(), "deny", r.as_str()]))
+        });
+        let latency = Frontend::ALL.map(|f| latency_vec.with_label_values(&[f.as_str()]));
+        let verifications = ["ok", "failed", "throttled"].map(|r| verif.with_label_values(&[r]));
+        let keys = IntGauge::new("keygate_keys", "Keys in the in-memory table").expect("valid");
+        let replication_age = prometheus::Gauge::new(
+            "keygate_replication_age_seconds",
+            "Seconds since the table was last confirmed current with the store",
+        )
+        .expect("valid");
+        let store_connected =
+            IntGauge::new("keygate_store_connected", "1 while the store is reachable")
+                .expect("valid");
+        let revision = IntGauge::new("keygate_table_revision", "Store revision held in the table")
+            .expect("valid");
+        let cache_hits = IntCounter::new(
+            "keygate_verify_cache_hits_total",
+            "Argon2 keys accepted from the verification cache",
+        )
+        .expect("valid");
+        let usage_flushes = IntCounter::new(
+            "keygate_usage_flushes_total",
+            "Usage write-back batches written",
+        )
+        .expect("valid");
+        let usage_flush_failures = IntCounter::new(
+            "keygate_usage_flush_failures_total",
+            "Usage write-back batches that failed (retried)",
+        )
+        .expect("valid");
+        reg(Box::new(decisions));
+        reg(Box::new(latency_vec));
+        reg(Box::new(verif));
+        reg(Box::new(keys.clone()));
+        reg(Box::new(replication_age.clone()));
+        reg(Box::new(store_connected.clone()));
+        reg(Box::new(revision.clone()));
+        reg(Box::new(cache_hits.clone()));
+        reg(Box::new(usage_flushes.clone()));
+        reg(Box::new(usage_flush_failures.clone()));
+        Metrics {
+            registry,
+            allow,
+            deny,
+            latency,
+            keys,
+            replication_age,
+            store_connected,
+            revision,
+            verifications,
+            cache_hits,
+            usage_flushes,
+            usage_flush_failures,
+        }
+    }
+
+    fn fi(f: Frontend) -> usize {
+        f as usize
+    }
+
+    pub fn decision(&self, f: Frontend, denied: Option<Reason>, seconds: f64) {
+        match denied {
+            None => self.allow[Self::fi(f)].inc(),
+            Some(r) => {
+                let ri = Reason::ALL.iter().position(|x| *x == r).unwrap_or(0);
+                self.deny[Self::fi(f)][ri].inc()
+            }
+        }
+        self.latency[Self::fi(f)].observe(seconds);
+    }
+
+    pub fn verification(&self, v: Verification) {
+        self.verifications[v as usize].inc();
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

@@ -1,0 +1,223 @@
+//! Binds the listeners and runs keygate: the initial table load, the replica follower, usage
+//! write-back, the gRPC, HTTP and admin servers, and an orderly shutdown.
+//!
+//! [`start`] takes the config and returns the bound addresses, so tests can listen on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::admin::api::Admin;
+use crate::admin::manage::Manager;
+use crate::config::Settings;
+use crate::frontend::envoy_grpc::EnvoyGrpc;
+use crate::metrics::Metrics;
+use crate::service::Authorizer;
+use crate::store::Store;
+use crate::store::replica::{self, Replica};
+
+/// A running keygate.
+pub struct Running {
+    pub grpc: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub authorizer: Arc<Authorizer>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, flushes usage, and returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Runs until `signal` resolves, then shuts down.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+async fn bind(addr: Option<SocketAddr>, what: &str) -> anyhow::Result<Option<TcpListener>> {
+    match addr {
+        None => Ok(None),
+        Some(a) => Ok(Some(TcpListener::bind(a).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {a} for {what}: {e}")
+        })?)),
+    }
+}
+
+/// Starts keygate. The admin listener starts only with a token.
+pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::Result<Running> {
+    let settings = Arc::new(settings);
+    let store = Store::open(&settings.store)?;
+    let metrics = Arc::new(Metrics::new());
+    let replica = Arc::new(Replica::new(&settings));
+    replica.reload(&store).await?;
+    metrics.store_connected.set(1);
+    let auth = Arc::new(Authorizer::new(
+        settings.clone(),
+        replica.clone(),
+        metrics.clone(),
+    ));
+
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    let grpc_l = bind(settings.grpc, "gRPC").await?;
+    let http_l = bind(settings.http, "HTTP").await?;
+    let token = admin_token.filter(|t| !t.is_empty());
+    let admin_l = match (&token, settings.admin) {
+        (Some(_), a) => bind(a, "admin").await?,
+        (None, Some(a)) => {
+            tracing::warn!(%a, "admin listener not started: KEYGATE_ADMIN_TOKEN is not set");
+            None
+        }
+        (None, None) => None,
+    };
+    let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let (grpc, http, admin) = (addr(&grpc_l), addr(&http_l), addr(&admin_l));
+
+    tasks.spawn(replica::follow(
+        replica.clone(),
+        store.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    tasks.spawn(flush_usage(
+        auth.clone(),
+        store.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    if let Some(l) = grpc_l {
+        let svc = EnvoyGrpc::new(auth.clone()).into_service();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+        let done = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            let r = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, done)
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        });
+    }
+    if let Some(l) = http_l {
+        let a = auth.clone();
+        tasks.spawn(serve_http(l, stopped(stop_rx.clone()), move |req| {
+            crate::frontend::http::handle(a.clone(), req)
+        }));
+    }
+    if let (Some(l), Some(t)) = (admin_l, token) {
+        let manager = Manager::new(settings.clone(), store.clone(), Some(replica.clone()));
+        let admin = Arc::new(Admin::new(manager, &t, settings.admin_label.clone()));
+        tasks.spawn(serve_http(l, stopped(stop_rx.clone()), move |req| {
+            crate::admin::api::handle(admin.clone(), req)
+        }));
+    }
+    tracing::info!(
+        grpc = %opt(grpc),
+        http = %opt(http),
+        admin = %opt(admin),
+        keys = replica.snapshot().len(),
+        "keygate listening"
+    );
+    Ok(Running {
+        grpc,
+        http,
+        admin,
+        authorizer: auth,
+        stop,
+        tasks,
+    })
+}
+
+fn opt(a: Option<SocketAddr>) -> String {
+    a.map_or_else(|| "off".to_string(), |a| a.to_string())
+}
+
+/// Writes usage counts back every `flush_interval`, and once more at shutdown.
+async fn flush_usage(auth: Arc<Authorizer>, store: Store, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(auth.settings.flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            _ = &mut shutdown => true,
+            _ = tick.tick() => false,
+        };
+        let batch = auth.usage.take();
+        if !batch.is_empty() {
+            match store.record_usage(batch.clone()).await {
+                Ok(()) => auth.metrics.usage_flushes.inc(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "usage write-back failed; will retry");
+                    auth.metrics.usage_flush_failures.inc();
+                    auth.usage.put_back(batch);
+                }
+            }
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+/// Serves HTTP/1.1 and h2c connections until `shutdown`, then lets open ones finish.
+pub async fn serve_http<F, Fut>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    handler: F,
+) where
+    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<
+            Output = Result<http::Response<crate::frontend::http::Body>, std::convert::Infallible>,
+        > + Send
+        + 'static,
+{
+    tokio::pin!(shutdown);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let h = handler.clone();
+        let svc = hyper::service::service_fn(move |req| h(req));
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    // Bounded drain: connections that do not finish in time are dropped.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+}

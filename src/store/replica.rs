@@ -1,0 +1,149 @@
+//! The in-memory replica: the current table snapshot, swapped whole on change, and the task
+//! that follows the store.
+//!
+//! Readers take the snapshot through `arc_swap` (no lock, no await while holding it); a
+//! rebuild happens off the request path and is published with one atomic pointer swap.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use super::Store;
+use super::state::State;
+use crate::config::{Plan, Settings};
+use crate::core::scheme::Scheme;
+use crate::core::table::Table;
+
+pub struct Replica {
+    table: ArcSwap<Table>,
+    schemes: Arc<[Scheme]>,
+    plans: BTreeMap<String, Plan>,
+    revision: AtomicU64,
+    started: Instant,
+    /// Milliseconds since `started` of the last install, or `u64::MAX` before the first.
+    last_update_ms: AtomicU64,
+    /// Serializes rebuilds so an older state never replaces a newer one.
+    install_lock: std::sync::Mutex<()>,
+}
+
+impl Replica {
+    pub fn new(settings: &Settings) -> Replica {
+        Replica {
+            table: ArcSwap::from_pointee(Table::not_loaded()),
+            schemes: settings.schemes.clone(),
+            plans: settings.plans.clone(),
+            revision: AtomicU64::new(0),
+            started: Instant::now(),
+            last_update_ms: AtomicU64::new(u64::MAX),
+            install_lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Table>> {
+        self.table.load()
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.table.load().is_loaded()
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Time since the table was last confirmed current; `None` before the first load.
+    pub fn age(&self) -> Option<Duration> {
+        match self.last_update_ms.load(Ordering::Acquire) {
+            u64::MAX => None,
+            ms => Some(
+                self.started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(ms)),
+            ),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_update_ms.store(ms, Ordering::Release);
+    }
+
+    /// Publishes `state` unless the table already holds this revision or a newer one.
+    pub fn install(&self, state: &State) {
+        let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.table.load();
+        if current.is_loaded() && state.revision <= self.revision() {
+            self.touch();
+            return;
+        }
+        let table = Table::build(
+            &self.schemes,
+            &self.plans,
+            state.keys.values(),
+            state.accounts.values(),
+            Some(&current),
+        );
+        if table.skipped > 0 {
+            tracing::warn!(
+                skipped = table.skipped,
+                "keys whose scheme is not configured are ignored"
+            );
+        }
+        tracing::debug!(
+            revision = state.revision,
+            keys = table.len(),
+            "key table updated"
+        );
+        self.table.store(Arc::new(table));
+        self.revision.store(state.revision, Ordering::Release);
+        self.touch();
+    }
+
+    /// Reads the store and installs what it holds.
+    pub async fn reload(&self, store: &Store) -> Result<(), super::StoreError> {
+        let state = store.load().await?;
+        self.install(&state);
+        Ok(())
+    }
+}
+
+/// How often the file backend's file is checked for changes.
+pub const FILE_POLL: Duration = Duration::from_millis(100);
+
+/// Follows the store until `shutdown` resolves: a change made by another process (the CLI)
+/// reaches the table within [`FILE_POLL`] plus one read.
+pub async fn follow(
+    replica: Arc<Replica>,
+    store: Store,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    match &store {
+        Store::File(file) => {
+            let mut seen = None;
+            let mut tick = tokio::time::interval(FILE_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tick.tick() => {}
+                }
+                let stamp = file.stamp();
+                if stamp == seen && replica.is_loaded() {
+                    replica.touch();
+                    continue;
+                }
+                match replica.reload(&store).await {
+                    Ok(()) => seen = stamp,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the store; keeping the current table")
+                    }
+                }
+            }
+        }
+    }
+}
