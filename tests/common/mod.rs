@@ -1,0 +1,223 @@
+//! Test harness: keygate started in-process on port 0 over a temporary file store, and
+//! clients for its gRPC and HTTP frontends. Every wait is a poll with a deadline.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse};
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+    HttpRequest, Request as AttrRequest,
+};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use keygate::admin::manage::{CreateKey, Created, Manager};
+use keygate::config::Settings;
+use keygate::server::Running;
+use keygate::store::Store;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The shipped example config with ports and the store path replaced.
+pub fn config_text(store: &std::path::Path) -> String {
+    let example = include_str!("../../config/keygate.yaml");
+    example
+        .replace("127.0.0.1:9001", "127.0.0.1:0")
+        .replace("127.0.0.1:9002", "127.0.0.1:0")
+        .replace("127.0.0.1:9003", "127.0.0.1:0")
+        .replace(
+            "path: data/keygate.json",
+            &format!("path: {}", store.display()),
+        )
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub store_path: PathBuf,
+    pub config_path: PathBuf,
+    pub settings: Arc<Settings>,
+    pub running: Option<Running>,
+    pub manager: Manager,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store_path = dir.path().join("keygate.json");
+        let config_path = dir.path().join("keygate.yaml");
+        let text = config_text(&store_path);
+        std::fs::write(&config_path, &text).unwrap();
+        let settings = Settings::from_yaml(&text).unwrap();
+        let running = keygate::server::start(settings.clone(), Some(ADMIN_TOKEN.into()))
+            .await
+            .unwrap();
+        let settings = Arc::new(settings);
+        let store = Store::open(&settings.store).unwrap();
+        let manager = Manager::new(
+            settings.clone(),
+            store,
+            Some(running.authorizer.replica.clone()),
+        );
+        Harness {
+            dir,
+            store_path,
+            config_path,
+            settings,
+            running: Some(running),
+            manager,
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.running().http.unwrap()
+    }
+
+    pub async fn key(&self, scheme: &str, account: &str, scopes: Option<&[&str]>) -> Created {
+        self.manager
+            .create_key(
+                "test",
+                CreateKey {
+                    account: account.into(),
+                    name: None,
+                    scheme: Some(scheme.into()),
+                    scopes: scopes.map(|s| s.iter().map(|x| x.to_string()).collect()),
+                    expires_at: None,
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Calls `Authorization/Check` as Envoy would.
+    pub async fn grpc(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> CheckResponse {
+        let addr = self.running().grpc.unwrap();
+        let mut client = AuthorizationClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        client
+            .check(check_request(method, path, headers))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Calls the HTTP listener.
+    pub async fn http(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> HttpReply {
+        http_call(self.http_addr(), method, uri, headers).await
+    }
+}
+
+pub fn check_request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
+    let mut h: HashMap<String, String> = HashMap::new();
+    for (k, v) in headers {
+        // Envoy lowercases names and joins repeated headers with commas.
+        h.entry(k.to_ascii_lowercase())
+            .and_modify(|e| {
+                e.push(',');
+                e.push_str(v)
+            })
+            .or_insert_with(|| v.to_string());
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(AttrRequest {
+                http: Some(HttpRequest {
+                    method: method.into(),
+                    path: path.into(),
+                    host: "api.example".into(),
+                    headers: h,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl HttpReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+pub async fn http_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> HttpReply {
+    http_call_body(addr, method, uri, headers, Bytes::new()).await
+}
+
+pub async fn http_call_body(
+    addr: std::net::SocketAddr,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> HttpReply {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{uri}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    HttpReply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Polls `f` until it returns true, failing the test at the deadline.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded by the deadline
+    }
+}
+
+/// Path of the built `keygate` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_keygate"))
+}
