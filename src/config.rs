@@ -758,7 +758,7 @@ mod tests {
         let s = Settings::from_yaml(EXAMPLE).expect("example config");
         assert_eq!(s.schemes.len(), 2);
         assert_eq!(s.routes.len(), 4);
-        assert_eq!(s.plans["free"].api_access, false);
+        assert!(!s.plans["free"].api_access);
         assert_eq!(s.plans["starter"].max_keys, Some(4));
         assert_eq!(s.grpc, Some("127.0.0.1:9001".parse().unwrap()));
     }

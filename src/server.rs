@@ -48,10 +48,8 @@ impl Running {
     }
 }
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }
 
 async fn bind(addr: Option<SocketAddr>, what: &str) -> anyhow::Result<Option<TcpListener>> {
@@ -209,7 +207,7 @@ pub async fn serve_http<F, Fut>(
         };
         let _ = stream.set_nodelay(true);
         let h = handler.clone();
-        let svc = hyper::service::service_fn(move |req| h(req));
+        let svc = hyper::service::service_fn(h);
         let conn = builder
             .serve_connection(TokioIo::new(stream), svc)
             .into_owned();

@@ -246,15 +246,13 @@ impl Authorizer {
             .decision(frontend, reason, start.elapsed().as_secs_f64());
         if let Some(r) = reason {
             tracing::debug!(frontend = frontend.as_str(), reason = r.as_str(), "denied");
-        } else if tracing::enabled!(tracing::Level::TRACE) {
-            if let Ok(a) = &decision {
-                tracing::trace!(
-                    frontend = frontend.as_str(),
-                    key_id = &*a.key.id,
-                    account = &*a.key.account,
-                    "allowed"
-                );
-            }
+        } else if let Ok(a) = &decision {
+            tracing::trace!(
+                frontend = frontend.as_str(),
+                key_id = &*a.key.id,
+                account = &*a.key.account,
+                "allowed"
+            );
         }
         decision
     }

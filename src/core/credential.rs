@@ -84,7 +84,7 @@ fn parse_value<'a>(
     let value = value.trim_ascii();
     let key = if bearer {
         let (word, rest) = value.split_at_checked(6).ok_or(bad)?;
-        if !word.eq_ignore_ascii_case(b"bearer") || !rest.first().is_some_and(|b| *b == b' ') {
+        if !word.eq_ignore_ascii_case(b"bearer") || rest.first().is_none_or(|b| *b != b' ') {
             return Err(bad);
         }
         rest.trim_ascii_start()

@@ -209,7 +209,7 @@ mod hex32 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s =
-            <&str>::deserialize(d).or_else(|_| Err(D::Error::custom("expected a hex string")))?;
+            <&str>::deserialize(d).map_err(|_| D::Error::custom("expected a hex string"))?;
         super::from_hex32(s).ok_or_else(|| D::Error::custom("expected 64 hex digits"))
     }
 }

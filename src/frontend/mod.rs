@@ -1,7 +1,7 @@
 //! Frontends: wire request to core request, decision to wire response, nothing else.
 //!
-//! - [`envoy_grpc`]: `envoy.service.auth.v3.Authorization/Check`.
-//! - [`http`]: the HTTP listener: nginx `/auth`, Envoy HTTP mode `/ext_authz/…`, `/healthz`,
+//! - `envoy_grpc`: `envoy.service.auth.v3.Authorization/Check`.
+//! - `http`: the HTTP listener: nginx `/auth`, Envoy HTTP mode `/ext_authz/…`, `/healthz`,
 //!   `/readyz`, `/metrics`.
 
 pub mod envoy_grpc;

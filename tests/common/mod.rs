@@ -143,7 +143,6 @@ pub fn check_request(method: &str, path: &str, headers: &[(&str, &str)]) -> Chec
             }),
             ..Default::default()
         }),
-        ..Default::default()
     }
 }
 
