@@ -228,18 +228,12 @@ impl Default for RawIdentityHeaders {
 pub struct RawVerification {
     /// Argon2 verifications running at once (default: half the cores, at least one).
     pub max_concurrent: Option<usize>,
-    /// Verified keys remembered (by keyed digest) so repeat requests skip Argon2.
-    #[serde(default = "default_cache_entries")]
-    pub cache_entries: usize,
     /// Failed verifications allowed per key id per minute; past it, further wrong secrets
     /// for that id are refused without running Argon2.
     #[serde(default = "default_failures")]
     pub failures_per_minute: u32,
 }
 
-fn default_cache_entries() -> usize {
-    100_000
-}
 fn default_failures() -> u32 {
     10
 }
@@ -248,7 +242,6 @@ impl Default for RawVerification {
     fn default() -> Self {
         RawVerification {
             max_concurrent: None,
-            cache_entries: default_cache_entries(),
             failures_per_minute: default_failures(),
         }
     }
@@ -333,7 +326,6 @@ pub struct Settings {
     pub routes: RouteTable,
     pub identity: IdentityHeaders,
     pub verify_concurrency: usize,
-    pub cache_entries: usize,
     pub failures_per_minute: u32,
     pub flush_interval: Duration,
     pub admin_label: String,
@@ -738,7 +730,6 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
         routes: RouteTable::new(routes),
         identity,
         verify_concurrency,
-        cache_entries: v.cache_entries,
         failures_per_minute: v.failures_per_minute,
         flush_interval: Duration::from_secs_f64(
             raw.usage.flush_interval_seconds.clamp(0.01, 3600.0),

@@ -549,3 +549,64 @@ async fn reqwest_like_raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
         .unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+#[tokio::test]
+async fn argon2_failures_are_capped_and_the_cache_follows_the_record() {
+    let h = Harness::start().await;
+    let toon = h.key("toon", "acme", None).await;
+    let good = [("x-api-key", toon.key.as_str())];
+    let metric = |body: &str, name: &str| -> u64 {
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let ok_runs = |h: &Harness| {
+        let h = h.http_addr();
+        async move {
+            let body = common::http_call(h, "GET", "/metrics", &[]).await.body;
+            metric(&body, r#"keygate_hash_verifications_total{result="ok"}"#)
+        }
+    };
+    assert_eq!(h.grpc("GET", "/x", &good).await.status.unwrap().code, 0);
+    assert_eq!(h.grpc("GET", "/x", &good).await.status.unwrap().code, 0);
+    assert_eq!(
+        ok_runs(&h).await,
+        1,
+        "the second request is served from the cache"
+    );
+
+    // A change of the record (rotation with grace) drops the cached verification: the next
+    // request verifies again.
+    h.manager
+        .rotate_key("test", &toon.id, Some(3600))
+        .await
+        .unwrap();
+    assert_eq!(h.grpc("GET", "/x", &good).await.status.unwrap().code, 0);
+    assert_eq!(ok_runs(&h).await, 2);
+
+    // Far more wrong secrets than the per-key budget (10 a minute by default): Argon2 runs
+    // for the budget only; the rest are refused without hashing.
+    let mut wrong = toon.key.clone();
+    wrong.replace_range(wrong.len() - 4.., "0000");
+    let bad = [("x-api-key", wrong.as_str())];
+    for _ in 0..40 {
+        assert_eq!(h.grpc("GET", "/x", &bad).await.status.unwrap().code, 16);
+    }
+    let m = h.http("GET", "/metrics", &[]).await.body;
+    let failed = metric(&m, r#"keygate_hash_verifications_total{result="failed"}"#);
+    let throttled = metric(
+        &m,
+        r#"keygate_hash_verifications_total{result="throttled"}"#,
+    );
+    // The budget is per minute: a window may turn over once during the loop.
+    assert!(failed <= 20, "{failed} Argon2 runs for wrong secrets");
+    assert_eq!(failed + throttled, 40);
+    // The valid key, cached, still passes during the flood.
+    assert_eq!(h.grpc("GET", "/x", &good).await.status.unwrap().code, 0);
+
+    // Revocation: refused at once, cached or not.
+    h.manager.revoke_key("test", &toon.id).await.unwrap();
+    assert_eq!(h.grpc("GET", "/x", &good).await.status.unwrap().code, 16);
+}
