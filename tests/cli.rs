@@ -25,25 +25,60 @@ fn json(o: &Output) -> serde_json::Value {
 
 async fn auth_status(h: &Harness, key: &str, uri: &str) -> u16 {
     let b = format!("Bearer {key}");
-    let header = if key.starts_with("toon_") { ("x-api-key", key) } else { ("authorization", b.as_str()) };
-    h.http("GET", "/auth", &[("x-original-uri", uri), header]).await.status
+    let header = if key.starts_with("toon_") {
+        ("x-api-key", key)
+    } else {
+        ("authorization", b.as_str())
+    };
+    h.http("GET", "/auth", &[("x-original-uri", uri), header])
+        .await
+        .status
 }
 
 async fn wait_status(h: &Harness, key: &str, uri: &str, want: u16) {
-    wait_until(&format!("status {want}"), Duration::from_secs(5), || async {
-        auth_status(h, key, uri).await == want
-    })
+    wait_until(
+        &format!("status {want}"),
+        Duration::from_secs(5),
+        || async { auth_status(h, key, uri).await == want },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_changes_reach_the_running_server() {
     let h = Harness::start().await;
-    let created = json(&cli(&h, &["keys", "create", "--account", "acme", "--name", "My Integration", "--scheme", "live", "--scope", "usage:read"]));
+    let created = json(&cli(
+        &h,
+        &[
+            "keys",
+            "create",
+            "--account",
+            "acme",
+            "--name",
+            "My Integration",
+            "--scheme",
+            "live",
+            "--scope",
+            "usage:read",
+        ],
+    ));
     let key = created["key"].as_str().unwrap().to_string();
     let id = created["id"].as_str().unwrap().to_string();
-    assert!(key.starts_with("tk_live_") && (50..=60).contains(&key.len()), "{key}");
-    for f in ["id", "key", "name", "prefix", "account", "scheme", "scopes", "createdAt", "expiresAt"] {
+    assert!(
+        key.starts_with("tk_live_") && (50..=60).contains(&key.len()),
+        "{key}"
+    );
+    for f in [
+        "id",
+        "key",
+        "name",
+        "prefix",
+        "account",
+        "scheme",
+        "scopes",
+        "createdAt",
+        "expiresAt",
+    ] {
         assert!(created.get(f).is_some(), "create lacks {f}");
     }
     assert_eq!(created["scopes"], serde_json::json!(["usage:read"]));
@@ -57,12 +92,28 @@ async fn cli_changes_reach_the_running_server() {
     assert!(!text.contains("hash") && !text.contains("argon2"), "{text}");
     let v = json(&list);
     assert_eq!(v["keys"][0]["id"], id.as_str());
-    for f in ["id", "name", "prefix", "account", "scheme", "scopes", "createdAt", "lastUsedAt", "expiresAt", "revokedAt"] {
+    for f in [
+        "id",
+        "name",
+        "prefix",
+        "account",
+        "scheme",
+        "scopes",
+        "createdAt",
+        "lastUsedAt",
+        "expiresAt",
+        "revokedAt",
+    ] {
         assert!(v["keys"][0].get(f).is_some(), "list lacks {f}");
     }
 
     // Account status: 403 while past due.
-    json(&cli(&h, &["accounts", "set", "acme", "--plan", "starter", "--status", "past_due"]));
+    json(&cli(
+        &h,
+        &[
+            "accounts", "set", "acme", "--plan", "starter", "--status", "past_due",
+        ],
+    ));
     wait_status(&h, &key, "/v1/account/usage", 403).await;
     json(&cli(&h, &["accounts", "set", "acme", "--status", "active"]));
     wait_status(&h, &key, "/v1/account/usage", 200).await;
@@ -89,20 +140,63 @@ async fn cli_changes_reach_the_running_server() {
     // Import of an existing SHA-256 digest.
     let legacy = "tk_live_legacy-system-key-0001";
     let digest = keygate::core::key::to_hex(&keygate::core::key::sha256(legacy.as_bytes()));
-    let imported = json(&cli(&h, &["keys", "import", "--account", "acme", "--scheme", "live", "--sha256", &digest]));
+    let imported = json(&cli(
+        &h,
+        &[
+            "keys",
+            "import",
+            "--account",
+            "acme",
+            "--scheme",
+            "live",
+            "--sha256",
+            &digest,
+        ],
+    ));
     assert!(imported.get("key").is_none());
     wait_status(&h, legacy, "/v1/x", 200).await;
-    let bad = cli(&h, &["keys", "import", "--account", "acme", "--scheme", "toon", "--sha256", &digest]);
+    let bad = cli(
+        &h,
+        &[
+            "keys",
+            "import",
+            "--account",
+            "acme",
+            "--scheme",
+            "toon",
+            "--sha256",
+            &digest,
+        ],
+    );
     assert_eq!(bad.status.code(), Some(2));
 
     // Audit trail, in order, with actors.
     let audit = json(&cli(&h, &["audit", "--account", "acme"]));
-    let actions: Vec<&str> = audit["events"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(
         actions,
-        ["key.created", "account.updated", "account.updated", "key.rotated", "key.rotated", "key.revoked", "key.imported"]
+        [
+            "key.created",
+            "account.updated",
+            "account.updated",
+            "key.rotated",
+            "key.rotated",
+            "key.revoked",
+            "key.imported"
+        ]
     );
-    assert!(audit["events"].as_array().unwrap().iter().all(|e| e["actor"] == "cli"));
+    assert!(
+        audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"] == "cli")
+    );
 }
 
 #[tokio::test]
@@ -111,7 +205,12 @@ async fn key_limit_applies_at_the_boundary() {
     json(&cli(&h, &["accounts", "set", "small", "--plan", "starter"]));
     let mut ids = vec![];
     for _ in 0..4 {
-        ids.push(json(&cli(&h, &["keys", "create", "--account", "small"]))["id"].as_str().unwrap().to_string());
+        ids.push(
+            json(&cli(&h, &["keys", "create", "--account", "small"]))["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     let fifth = cli(&h, &["keys", "create", "--account", "small"]);
     assert_eq!(fifth.status.code(), Some(4));
@@ -130,15 +229,33 @@ fn check_config_names_every_bad_field() {
         "listen: { grpc: nowhere }\nschemes:\n  - { name: a, header: x-api-key, key_prefix: a_, hash: md5, colour: red }\nroutes: [ { path_prefix: /, schemes: [b] } ]\n",
     )
     .unwrap();
-    let o = Command::new(bin()).args(["--config"]).arg(&p).arg("check-config").output().unwrap();
+    let o = Command::new(bin())
+        .args(["--config"])
+        .arg(&p)
+        .arg("check-config")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    for f in ["listen.grpc", "schemes[0].hash", "schemes[0].colour", "routes[0].schemes[0]"] {
+    for f in [
+        "listen.grpc",
+        "schemes[0].hash",
+        "schemes[0].colour",
+        "routes[0].schemes[0]",
+    ] {
         assert!(err.contains(f), "{f} not named in: {err}");
     }
     let ok = Command::new(bin())
-        .args(["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/keygate.yaml"), "check-config"])
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/keygate.yaml"),
+            "check-config",
+        ])
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }

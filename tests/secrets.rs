@@ -34,9 +34,15 @@ async fn no_key_reaches_logs_or_later_responses() {
         .spawn()
         .unwrap();
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    wait_until("keygate to listen", Duration::from_secs(20), || async { read_log().contains("keygate listening") }).await;
+    wait_until("keygate to listen", Duration::from_secs(20), || async {
+        read_log().contains("keygate listening")
+    })
+    .await;
     let text = read_log();
-    let line = text.lines().find(|l| l.contains("keygate listening")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("keygate listening"))
+        .unwrap();
     let grpc = field(line, "grpc").unwrap().to_string();
     let http: std::net::SocketAddr = field(line, "http").unwrap().parse().unwrap();
     let admin: std::net::SocketAddr = field(line, "admin").unwrap().parse().unwrap();
@@ -46,11 +52,23 @@ async fn no_key_reaches_logs_or_later_responses() {
     let mut later = String::new();
     for scheme in ["live", "toon"] {
         let body = serde_json::json!({"account": "acme", "scheme": scheme}).to_string();
-        let r = common::http_call_body(admin, "POST", "/api/keys", &[("authorization", &token), ("content-type", "application/json")], body.into()).await;
+        let r = common::http_call_body(
+            admin,
+            "POST",
+            "/api/keys",
+            &[
+                ("authorization", &token),
+                ("content-type", "application/json"),
+            ],
+            body.into(),
+        )
+        .await;
         assert_eq!(r.status, 201, "{}", r.body);
         keys.push(r.json()["key"].as_str().unwrap().to_string());
     }
-    let mut grpc_client = AuthorizationClient::connect(format!("http://{grpc}")).await.unwrap();
+    let mut grpc_client = AuthorizationClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
     for k in &keys {
         let b = format!("Bearer {k}");
         let mut wrong = k.clone();
@@ -63,7 +81,10 @@ async fn no_key_reaches_logs_or_later_responses() {
             vec![("authorization", wb.as_str())],
             vec![("authorization", b.as_str()), ("authorization", b.as_str())],
         ] {
-            let mut nginx = vec![("x-original-uri", "/v1/tokens"), ("x-original-method", "POST")];
+            let mut nginx = vec![
+                ("x-original-uri", "/v1/tokens"),
+                ("x-original-method", "POST"),
+            ];
             nginx.extend_from_slice(&h);
             for r in [
                 http_call(http, "GET", "/auth", &nginx).await,
@@ -71,23 +92,36 @@ async fn no_key_reaches_logs_or_later_responses() {
             ] {
                 later.push_str(&format!("{:?}{}", r.headers, r.body));
             }
-            let resp = grpc_client.check(check_request("GET", "/v1/x", &h)).await.unwrap();
+            let resp = grpc_client
+                .check(check_request("GET", "/v1/x", &h))
+                .await
+                .unwrap();
             later.push_str(&format!("{:?}", resp.into_inner()));
         }
     }
-    for uri in ["/api/keys?account=acme", "/api/audit", "/api/accounts/acme/usage"] {
+    for uri in [
+        "/api/keys?account=acme",
+        "/api/audit",
+        "/api/accounts/acme/usage",
+    ] {
         let r = http_call(admin, "GET", uri, &[("authorization", &token)]).await;
         later.push_str(&r.body);
     }
     later.push_str(&http_call(http, "GET", "/metrics", &[]).await.body);
 
     // Stop it the way an orchestrator does and let it flush.
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let status = child.wait().unwrap();
     assert!(status.success(), "keygate exited with {status}");
 
     let logged = read_log();
-    assert!(logged.lines().count() > 20, "expected trace output, got:\n{logged}");
+    assert!(
+        logged.lines().count() > 20,
+        "expected trace output, got:\n{logged}"
+    );
     assert!(logged.contains("TRACE"), "trace level was not on");
     for k in &keys {
         let secret = k.rsplit('_').next().unwrap();
@@ -95,5 +129,8 @@ async fn no_key_reaches_logs_or_later_responses() {
             assert!(!text.contains(secret), "a secret appeared in a {what}");
         }
     }
-    assert!(!logged.contains(ADMIN_TOKEN), "the admin token appeared in the log");
+    assert!(
+        !logged.contains(ADMIN_TOKEN),
+        "the admin token appeared in the log"
+    );
 }

@@ -208,8 +208,7 @@ mod hex32 {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let s =
-            <&str>::deserialize(d).map_err(|_| D::Error::custom("expected a hex string"))?;
+        let s = <&str>::deserialize(d).map_err(|_| D::Error::custom("expected a hex string"))?;
         super::from_hex32(s).ok_or_else(|| D::Error::custom("expected 64 hex digits"))
     }
 }
