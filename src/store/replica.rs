@@ -112,7 +112,7 @@ impl Replica {
 }
 
 /// How often the file backend's file is checked for changes.
-pub const FILE_POLL: Duration = Duration::from_millis(100);
+pub const FILE_POLL: Duration = Duration::from_millis(25);
 
 /// Follows the store until `shutdown` resolves: a change made by another process (the CLI)
 /// reaches the table within [`FILE_POLL`] plus one read.
