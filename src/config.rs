@@ -109,8 +109,14 @@ pub struct RawStore {
     pub path: Option<String>,
     /// Redis backend: `redis://` or `rediss://` URL.
     pub url: Option<String>,
+    /// Redis backend: optional URL of a nearby replica for loading and following the table;
+    /// writes always go to `url`.
+    pub read_url: Option<String>,
     /// Redis backend: key namespace.
     pub namespace: Option<String>,
+    /// Redis backend: change-log entries kept (older ones are trimmed; a sidecar that falls
+    /// further behind reloads the whole table).
+    pub max_changes: Option<u64>,
 }
 
 fn default_backend() -> String {
@@ -123,7 +129,9 @@ impl Default for RawStore {
             backend: default_backend(),
             path: None,
             url: None,
+            read_url: None,
             namespace: None,
+            max_changes: None,
         }
     }
 }
@@ -288,8 +296,15 @@ impl Default for RawAdmin {
 /// Which backend holds the key table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSettings {
-    File { path: PathBuf },
-    Redis { url: String, namespace: String },
+    File {
+        path: PathBuf,
+    },
+    Redis {
+        url: String,
+        read_url: Option<String>,
+        namespace: String,
+        max_changes: u64,
+    },
 }
 
 /// A plan, as the core reads it.
@@ -434,8 +449,15 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
 
     let store = match raw.store.backend.as_str() {
         "file" => {
-            if raw.store.url.is_some() {
-                push(problems, "store.url", "only used with backend: redis");
+            for (f, set) in [
+                ("store.url", raw.store.url.is_some()),
+                ("store.read_url", raw.store.read_url.is_some()),
+                ("store.namespace", raw.store.namespace.is_some()),
+                ("store.max_changes", raw.store.max_changes.is_some()),
+            ] {
+                if set {
+                    push(problems, f, "only used with backend: redis");
+                }
             }
             StoreSettings::File {
                 path: PathBuf::from(raw.store.path.as_deref().unwrap_or("data/keygate.json")),
@@ -450,21 +472,43 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
                 .url
                 .clone()
                 .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into());
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            let redis_url = |field: &str, u: &str, problems: &mut Vec<Problem>| {
                 // Do not echo the URL: it may carry a password.
+                if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                    push(problems, field, "must start with redis:// or rediss://");
+                } else if redis::Client::open(u).is_err() {
+                    push(problems, field, "not a valid Redis URL");
+                }
+            };
+            redis_url("store.url", &url, problems);
+            if let Some(r) = &raw.store.read_url {
+                redis_url("store.read_url", r, problems);
+            }
+            let namespace = raw
+                .store
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "keygate".into());
+            if namespace.is_empty()
+                || !namespace
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+            {
                 push(
                     problems,
-                    "store.url",
-                    "must start with redis:// or rediss://",
+                    "store.namespace",
+                    "1 or more of A-Z a-z 0-9 _ - . :",
                 );
+            }
+            let max_changes = raw.store.max_changes.unwrap_or(100_000);
+            if max_changes == 0 {
+                push(problems, "store.max_changes", "must be at least 1");
             }
             StoreSettings::Redis {
                 url,
-                namespace: raw
-                    .store
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| "keygate".into()),
+                read_url: raw.store.read_url.clone(),
+                namespace,
+                max_changes,
             }
         }
         other => {

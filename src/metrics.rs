@@ -50,6 +50,8 @@ pub struct Metrics {
     pub cache_hits: IntCounter,
     pub usage_flushes: IntCounter,
     pub usage_flush_failures: IntCounter,
+    pub full_reloads: IntCounter,
+    pub reconnects: IntCounter,
 }
 
 impl Default for Metrics {
@@ -122,6 +124,18 @@ impl Metrics {
             "Usage write-back batches that failed (retried)",
         )
         .expect("valid");
+        let full_reloads = IntCounter::new(
+            "keygate_table_full_loads_total",
+            "Whole-table loads from the store (start, and recovery from a trimmed change log)",
+        )
+        .expect("valid");
+        let reconnects = IntCounter::new(
+            "keygate_store_reconnects_total",
+            "Reconnections to the store",
+        )
+        .expect("valid");
+        reg(Box::new(full_reloads.clone()));
+        reg(Box::new(reconnects.clone()));
         reg(Box::new(decisions));
         reg(Box::new(latency_vec));
         reg(Box::new(verif));
@@ -145,6 +159,8 @@ impl Metrics {
             cache_hits,
             usage_flushes,
             usage_flush_failures,
+            full_reloads,
+            reconnects,
         }
     }
 

@@ -67,8 +67,13 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
     let store = Store::open(&settings.store)?;
     let metrics = Arc::new(Metrics::new());
     let replica = Arc::new(Replica::new(&settings));
-    replica.reload(&store).await?;
-    metrics.store_connected.set(1);
+    // The file is local: an unreadable one is a config error, refused at start. Redis may be
+    // down at start: the follower loads the table when it can, and until then keygate is not
+    // ready and refuses every request with 503.
+    if let Store::File(_) = &store {
+        replica.reload(&store).await?;
+        metrics.store_connected.set(1);
+    }
     let auth = Arc::new(Authorizer::new(
         settings.clone(),
         replica.clone(),
@@ -95,6 +100,7 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
     tasks.spawn(replica::follow(
         replica.clone(),
         store.clone(),
+        metrics.clone(),
         stopped(stop_rx.clone()),
     ));
     tasks.spawn(flush_usage(

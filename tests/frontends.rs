@@ -274,7 +274,9 @@ async fn denials_match_across_frontends() {
 
     // expired: make a record's expiry pass in the store, as time would.
     let old = h.key("toon", "other", None).await;
-    let keygate::store::Store::File(f) = &h.manager.store;
+    let keygate::store::Store::File(f) = &h.manager.store else {
+        panic!("the harness uses the file store")
+    };
     f.update(|s| {
         let k = s.keys.get_mut(&old.id).unwrap();
         k.expires_at = Some(keygate::service::unix_now() - 1);

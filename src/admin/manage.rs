@@ -219,11 +219,22 @@ impl Manager {
     }
 
     async fn write(&self, change: Change, event: AuditEvent) -> Result<(), ManageError> {
-        self.store.apply(change, event).await?;
-        if let Some(r) = &self.replica
-            && let Err(e) = r.reload(&self.store).await
-        {
-            tracing::error!(error = %e, "change written but the table could not be reloaded");
+        let rev = self.store.apply(change, event).await?;
+        if let Some(r) = &self.replica {
+            match &self.store {
+                Store::File(_) => {
+                    if let Err(e) = r.reload(&self.store).await {
+                        tracing::error!(error = %e, "change written but the table could not be reloaded");
+                    }
+                }
+                // The follower applies the change within milliseconds; wait for it so the
+                // caller's next request sees its own write.
+                Store::Redis(_) => {
+                    if !r.wait_for(rev, std::time::Duration::from_secs(2)).await {
+                        tracing::warn!(revision = rev, "change written but not yet in the table");
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -277,8 +288,7 @@ impl Manager {
     }
 
     async fn account_plan(&self, account: &str) -> Result<Option<String>, ManageError> {
-        let state = self.store.load().await?;
-        Ok(state.accounts.get(account).and_then(|a| a.plan.clone()))
+        Ok(self.store.get_account(account).await?.and_then(|a| a.plan))
     }
 
     async fn new_record(
@@ -429,20 +439,14 @@ impl Manager {
     }
 
     pub async fn list_keys(&self, account: Option<&str>) -> Result<Vec<KeyView>, ManageError> {
-        let state = self.store.load().await?;
-        let mut keys: Vec<&KeyRecord> = state
-            .keys
-            .values()
-            .filter(|k| account.is_none_or(|a| k.account == a))
-            .collect();
+        let mut keys = self.store.keys_of(account).await?;
         keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(keys.into_iter().map(KeyView::from).collect())
+        Ok(keys.iter().map(KeyView::from).collect())
     }
 
     pub async fn revoke_key(&self, actor: &str, id: &str) -> Result<(), ManageError> {
         let now = unix_now();
-        let state = self.store.load().await?;
-        let k = state.keys.get(id).ok_or(ManageError::NotFound)?;
+        let k = self.store.get_key(id).await?.ok_or(ManageError::NotFound)?;
         let ev = self.event(actor, "key.revoked", &k.account, Some(id), now);
         self.write(
             Change::RevokeKey {
@@ -464,8 +468,7 @@ impl Manager {
         if grace_seconds.is_some_and(|g| g > 90 * DAY as u64) {
             return Err(bad("gracePeriodSeconds", "at most 90 days"));
         }
-        let state = self.store.load().await?;
-        let old = state.keys.get(id).ok_or(ManageError::NotFound)?;
+        let old = self.store.get_key(id).await?.ok_or(ManageError::NotFound)?;
         if old.revoked_at.is_some() {
             return Err(ManageError::Conflict("the key is revoked".into()));
         }
@@ -518,12 +521,12 @@ impl Manager {
                     .ok_or_else(|| bad("status", "expected active, past_due or disabled"))?,
             ),
         };
-        let state = self.store.load().await?;
-        let mut acc = state.accounts.get(id).cloned().unwrap_or(Account {
+        let mut acc = self.store.get_account(id).await?.unwrap_or(Account {
             id: id.to_string(),
             plan: None,
             status: AccountStatus::Active,
             updated_at: now,
+            version: 0,
         });
         if let Some(p) = plan {
             acc.plan = p;
@@ -532,6 +535,7 @@ impl Manager {
             acc.status = s;
         }
         acc.updated_at = now;
+        acc.version += 1;
         let mut ev = self.event(actor, "account.updated", id, None, now);
         ev.detail = Some(json!({"plan": acc.plan, "status": acc.status.as_str()}));
         let view = account_json(&acc);
@@ -550,25 +554,23 @@ impl Manager {
 
     /// Allowed requests per key and per UTC day.
     pub async fn usage(&self, account: &str) -> Result<serde_json::Value, ManageError> {
-        let state = self.store.load().await?;
-        let known = state.accounts.contains_key(account)
-            || state.keys.values().any(|k| k.account == account);
-        if !known {
+        let mut keys = self.store.keys_of(Some(account)).await?;
+        if keys.is_empty() && self.store.get_account(account).await?.is_none() {
             return Err(ManageError::NotFound);
         }
-        let keys: Vec<serde_json::Value> = state
-            .keys
-            .values()
-            .filter(|k| k.account == account)
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+        let usage = self.store.usage(&ids).await?;
+        let keys: Vec<serde_json::Value> = keys
+            .iter()
             .map(|k| {
-                let days: serde_json::Map<String, serde_json::Value> = state
-                    .usage
-                    .get(&k.id)
+                let per_day = usage.get(&k.id);
+                let days: serde_json::Map<String, serde_json::Value> = per_day
                     .into_iter()
                     .flatten()
                     .map(|(d, n)| (rfc3339(d * DAY)[..10].to_string(), json!(n)))
                     .collect();
-                let total: u64 = state.usage.get(&k.id).map_or(0, |d| d.values().sum());
+                let total: u64 = per_day.map_or(0, |d| d.values().sum());
                 json!({"id": k.id, "name": k.name, "prefix": k.prefix,
                        "lastUsedAt": k.last_used_at.map(rfc3339), "total": total, "days": days})
             })
@@ -577,11 +579,11 @@ impl Manager {
     }
 
     pub async fn audit(&self, account: Option<&str>) -> Result<serde_json::Value, ManageError> {
-        let state = self.store.load().await?;
-        let events: Vec<serde_json::Value> = state
-            .audit
+        let events: Vec<serde_json::Value> = self
+            .store
+            .audit(account)
+            .await?
             .iter()
-            .filter(|e| account.is_none_or(|a| e.account == a))
             .map(|e| {
                 json!({"at": rfc3339(e.at), "actor": e.actor, "action": e.action,
                        "account": e.account, "keyId": e.key_id, "detail": e.detail})

@@ -159,6 +159,9 @@ pub struct Account {
     #[serde(default)]
     pub status: AccountStatus,
     pub updated_at: i64,
+    /// Bumped on every change, so replicas apply changes in order.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// A stored key. Times are Unix seconds.

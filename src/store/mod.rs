@@ -1,16 +1,20 @@
 //! Durable state and its replication into the in-memory table.
 //!
 //! [`state`] is the data model and the pure rules of every write; [`file`] is the embedded
-//! backend (one JSON file); [`Store`] is the one interface the rest of keygate uses; [`replica`]
-//! keeps the decision table current from the side, never on a request's road.
+//! backend (one JSON file); [`redis`] the shared backend; [`Store`] is the one interface the
+//! rest of keygate uses; [`replica`] keeps the decision table current from the side, never on
+//! a request's road.
 
 pub mod file;
+pub mod redis;
 pub mod replica;
 pub mod state;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::config::StoreSettings;
+use crate::core::key::{Account, KeyHash, KeyRecord, to_hex};
 use state::{AuditEvent, Change, ChangeError, State, UsageBatch};
 
 /// Why the store could not do what was asked.
@@ -21,10 +25,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("store file {path} is not valid keygate state: {message}")]
+    #[error("store data in {path} is not valid keygate state: {message}")]
     Corrupt { path: PathBuf, message: String },
-    #[error("the {0} store backend is not available in this build")]
-    Unsupported(&'static str),
+    /// A Redis error; the message never includes the URL (it may hold a password).
+    #[error("redis: {0}")]
+    Redis(String),
     #[error(transparent)]
     Change(#[from] ChangeError),
 }
@@ -33,34 +38,144 @@ pub enum StoreError {
 #[derive(Debug, Clone)]
 pub enum Store {
     File(file::FileStore),
+    Redis(Box<redis::RedisStore>),
 }
 
 impl Store {
+    /// Opens the store; no I/O happens until it is used.
     pub fn open(settings: &StoreSettings) -> Result<Store, StoreError> {
         match settings {
             StoreSettings::File { path } => Ok(Store::File(file::FileStore::new(path.clone()))),
-            StoreSettings::Redis { .. } => Err(StoreError::Unsupported("redis")),
+            StoreSettings::Redis {
+                url,
+                read_url,
+                namespace,
+                max_changes,
+            } => Ok(Store::Redis(Box::new(redis::RedisStore::new(
+                url,
+                read_url.as_deref(),
+                namespace,
+                *max_changes,
+            )?))),
         }
     }
 
-    /// The whole state.
+    async fn file<T: Send + 'static>(
+        f: &file::FileStore,
+        op: impl FnOnce(State) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let f = f.clone();
+        blocking(move || f.read().map(op)).await
+    }
+
+    /// The table's state: revision, keys and accounts (usage and audit may be left out).
     pub async fn load(&self) -> Result<State, StoreError> {
         match self {
-            Store::File(f) => {
-                let f = f.clone();
-                blocking(move || f.read()).await
-            }
+            Store::File(f) => Self::file(f, |s| s).await,
+            Store::Redis(r) => r.load().await,
         }
     }
 
-    /// Applies one change and records its audit event, atomically.
-    pub async fn apply(&self, change: Change, event: AuditEvent) -> Result<(), StoreError> {
+    pub async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        match self {
+            Store::File(f) => {
+                let id = id.to_string();
+                Self::file(f, move |s| s.keys.get(&id).cloned()).await
+            }
+            Store::Redis(r) => r.get_key(id).await,
+        }
+    }
+
+    pub async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        match self {
+            Store::File(f) => {
+                let id = id.to_string();
+                Self::file(f, move |s| s.accounts.get(&id).cloned()).await
+            }
+            Store::Redis(r) => r.get_account(id).await,
+        }
+    }
+
+    /// Keys of one account, or all keys.
+    pub async fn keys_of(&self, account: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        match self {
+            Store::File(f) => {
+                let a = account.map(String::from);
+                Self::file(f, move |s| {
+                    s.keys
+                        .into_values()
+                        .filter(|k| a.as_ref().is_none_or(|a| &k.account == a))
+                        .collect()
+                })
+                .await
+            }
+            Store::Redis(r) => r.keys_of(account).await,
+        }
+    }
+
+    /// Whether a SHA-256 key with this digest exists.
+    pub async fn digest_exists(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        match self {
+            Store::File(f) => {
+                let h = KeyHash::Sha256(*digest);
+                Self::file(f, move |s| s.keys.values().any(|k| k.hash == h)).await
+            }
+            Store::Redis(r) => r.digest_exists(&to_hex(digest)).await,
+        }
+    }
+
+    /// Allowed requests per UTC day number, for each key id.
+    pub async fn usage(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
+        match self {
+            Store::File(f) => {
+                let ids = ids.to_vec();
+                Self::file(f, move |s| {
+                    ids.into_iter()
+                        .map(|id| {
+                            let d = s.usage.get(&id).cloned().unwrap_or_default();
+                            (id, d)
+                        })
+                        .collect()
+                })
+                .await
+            }
+            Store::Redis(r) => r.usage(ids).await,
+        }
+    }
+
+    pub async fn audit(&self, account: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
+        match self {
+            Store::File(f) => {
+                let a = account.map(String::from);
+                Self::file(f, move |s| {
+                    s.audit
+                        .into_iter()
+                        .filter(|e| a.as_ref().is_none_or(|a| &e.account == a))
+                        .collect()
+                })
+                .await
+            }
+            Store::Redis(r) => r.audit(account).await,
+        }
+    }
+
+    /// Applies one change and records its audit event, atomically; returns the new revision.
+    pub async fn apply(&self, change: Change, event: AuditEvent) -> Result<u64, StoreError> {
         match self {
             Store::File(f) => {
                 let f = f.clone();
-                blocking(move || f.update(|s| s.apply(change, event).map_err(StoreError::from)))
-                    .await
+                blocking(move || {
+                    f.update(|s| {
+                        s.apply(change, event)?;
+                        Ok(s.revision)
+                    })
+                })
+                .await
             }
+            Store::Redis(r) => r.apply(change, event).await,
         }
     }
 
@@ -77,6 +192,7 @@ impl Store {
                 })
                 .await
             }
+            Store::Redis(r) => r.record_usage(&batch).await,
         }
     }
 }

@@ -27,6 +27,8 @@ pub struct Replica {
     last_update_ms: AtomicU64,
     /// Serializes rebuilds so an older state never replaces a newer one.
     install_lock: std::sync::Mutex<()>,
+    /// The installed revision, for writers waiting to read their own write.
+    rev_tx: tokio::sync::watch::Sender<u64>,
 }
 
 impl Replica {
@@ -39,6 +41,7 @@ impl Replica {
             started: Instant::now(),
             last_update_ms: AtomicU64::new(u64::MAX),
             install_lock: std::sync::Mutex::new(()),
+            rev_tx: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -67,6 +70,19 @@ impl Replica {
         }
     }
 
+    /// Marks the table as confirmed current with the store (nothing changed).
+    pub fn confirm(&self) {
+        self.touch();
+    }
+
+    /// Waits until the table holds `revision` or newer; false at the timeout.
+    pub async fn wait_for(&self, revision: u64, timeout: Duration) -> bool {
+        let mut rx = self.rev_tx.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     fn touch(&self) {
         let ms = self.started.elapsed().as_millis() as u64;
         self.last_update_ms.store(ms, Ordering::Release);
@@ -74,9 +90,19 @@ impl Replica {
 
     /// Publishes `state` unless the table already holds this revision or a newer one.
     pub fn install(&self, state: &State) {
+        self.install_inner(state, false)
+    }
+
+    /// Publishes `state` whatever its revision (a full reload after the store lost or
+    /// trimmed history).
+    pub fn install_new(&self, state: &State) {
+        self.install_inner(state, true)
+    }
+
+    fn install_inner(&self, state: &State, force: bool) {
         let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.table.load();
-        if current.is_loaded() && state.revision <= self.revision() {
+        if !force && current.is_loaded() && state.revision <= self.revision() {
             self.touch();
             return;
         }
@@ -100,6 +126,7 @@ impl Replica {
         );
         self.table.store(Arc::new(table));
         self.revision.store(state.revision, Ordering::Release);
+        self.rev_tx.send_replace(state.revision);
         self.touch();
     }
 
@@ -119,10 +146,12 @@ pub const FILE_POLL: Duration = Duration::from_millis(25);
 pub async fn follow(
     replica: Arc<Replica>,
     store: Store,
+    metrics: Arc<crate::metrics::Metrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     match &store {
+        Store::Redis(r) => r.follow(replica, metrics, shutdown).await,
         Store::File(file) => {
             let mut seen = None;
             let mut tick = tokio::time::interval(FILE_POLL);

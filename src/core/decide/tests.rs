@@ -70,6 +70,7 @@ impl Fixture {
             plan: plan.map(Into::into),
             status,
             updated_at: NOW,
+            version: 1,
         });
     }
 

@@ -1,0 +1,531 @@
+//! The Redis backend: the shared key table of many sidecars.
+//!
+//! Data model (all names under the namespace `ns`, in one hash tag `{ns}` so a cluster keeps
+//! them in one slot); see `docs/redis.md`:
+//! - `{ns}:rev` — revision, incremented by every management write.
+//! - `{ns}:keys` — hash: key id → key record JSON (hashes only; never `lastUsedAt`).
+//! - `{ns}:accounts` — hash: account id → account JSON.
+//! - `{ns}:acct:<account>` — set of the account's key ids (for plan limits and listings).
+//! - `{ns}:digests` — hash: SHA-256 hex → key id (sha256 keys; duplicate imports are refused).
+//! - `{ns}:changes` — stream: one entry per write, `rev` and `data` (every changed record).
+//! - `{ns}:audit` — stream: one entry per management event; never trimmed.
+//! - `{ns}:last_used` — hash: key id → Unix seconds; `{ns}:usage:<id>` — hash: day → count.
+//!
+//! Writes are optimistic: read what the rules need, apply the same pure rules as every
+//! backend ([`State::apply`]), then one Lua script checks that `rev` has not moved and writes
+//! the records, the change entry and the audit event atomically, or the write is retried.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::streams::{StreamRangeReply, StreamReadReply};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use super::replica::Replica;
+use super::state::{AuditEvent, Change, ChangeError, State, UsageBatch};
+use crate::core::key::{Account, KeyHash, KeyRecord, to_hex};
+use crate::metrics::Metrics;
+
+const CAS_WRITE: &str = r#"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur ~= tonumber(ARGV[1]) then return -1 end
+local rev = redis.call('INCR', KEYS[1])
+local i = 6
+local nk = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nk do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('SADD', ARGV[4] .. ARGV[i + 2], ARGV[i])
+  if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[6], ARGV[i + 3], ARGV[i]) end
+  i = i + 4
+end
+local na = tonumber(ARGV[i]); i = i + 1
+for _ = 1, na do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[2], '*', 'rev', rev, 'data', ARGV[5])
+redis.call('XADD', KEYS[5], '*', 'data', ARGV[3])
+return rev
+"#;
+
+/// Records changed by one write: the body of a change-log entry.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ChangeData {
+    #[serde(default)]
+    keys: Vec<KeyRecord>,
+    #[serde(default)]
+    accounts: Vec<Account>,
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    client: redis::Client,
+    read_client: redis::Client,
+    ns: String,
+    max_len: u64,
+    conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    script: Arc<redis::Script>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: show the namespace only.
+        f.debug_struct("RedisStore")
+            .field("ns", &self.ns)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(e: redis::RedisError) -> StoreError {
+    StoreError::Redis(e.to_string())
+}
+
+fn bad_json(what: &str, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
+        path: what.into(),
+        message: e.to_string(),
+    }
+}
+
+impl RedisStore {
+    pub fn new(
+        url: &str,
+        read_url: Option<&str>,
+        ns: &str,
+        max_len: u64,
+    ) -> Result<RedisStore, StoreError> {
+        let client =
+            redis::Client::open(url).map_err(|_| StoreError::Redis("invalid redis URL".into()))?;
+        let read_client = match read_url {
+            Some(u) => redis::Client::open(u)
+                .map_err(|_| StoreError::Redis("invalid redis read URL".into()))?,
+            None => client.clone(),
+        };
+        Ok(RedisStore {
+            client,
+            read_client,
+            ns: ns.to_string(),
+            max_len,
+            conn: Arc::new(tokio::sync::OnceCell::new()),
+            script: Arc::new(redis::Script::new(CAS_WRITE)),
+        })
+    }
+
+    fn k(&self, name: &str) -> String {
+        format!("{{{}}}:{name}", self.ns)
+    }
+
+    fn manager_config() -> redis::aio::ConnectionManagerConfig {
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1))
+    }
+
+    /// The write connection (to the primary); reconnects by itself after a failure.
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        self.conn
+            .get_or_try_init(|| async {
+                self.client
+                    .get_connection_manager_with_config(Self::manager_config())
+                    .await
+                    .map_err(err)
+            })
+            .await
+            .cloned()
+    }
+
+    fn parse_key(js: &str) -> Result<KeyRecord, StoreError> {
+        serde_json::from_str(js).map_err(|e| bad_json("redis key record", e))
+    }
+
+    /// Loads the table's state: revision, keys and accounts, without blocking Redis (HSCAN).
+    /// Also returns the change-log position matching the revision.
+    async fn load_snapshot(
+        &self,
+        con: &mut MultiplexedConnection,
+    ) -> Result<(State, String), StoreError> {
+        let (rev, last): (Option<u64>, StreamRangeReply) = redis::pipe()
+            .atomic()
+            .get(self.k("rev"))
+            .cmd("XREVRANGE")
+            .arg(self.k("changes"))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(con)
+            .await
+            .map_err(err)?;
+        let last_id = last
+            .ids
+            .first()
+            .map_or_else(|| "0-0".to_string(), |e| e.id.clone());
+        let mut state = State {
+            revision: rev.unwrap_or(0),
+            ..State::default()
+        };
+        let started = std::time::Instant::now();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, items): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(self.k("keys"))
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(con)
+                .await
+                .map_err(err)?;
+            for (id, js) in items {
+                state.keys.insert(id, Self::parse_key(&js)?);
+            }
+            if state.keys.len() % 100_000 < 10_000 && state.keys.len() >= 100_000 {
+                tracing::info!(keys = state.keys.len(), "loading the key table");
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let accounts: HashMap<String, String> =
+            con.hgetall(self.k("accounts")).await.map_err(err)?;
+        for (id, js) in accounts {
+            let a: Account = serde_json::from_str(&js).map_err(|e| bad_json("redis account", e))?;
+            state.accounts.insert(id, a);
+        }
+        tracing::info!(
+            keys = state.keys.len(),
+            revision = state.revision,
+            ms = started.elapsed().as_millis() as u64,
+            "key table loaded from redis"
+        );
+        Ok((state, last_id))
+    }
+
+    pub async fn load(&self) -> Result<State, StoreError> {
+        let mut con = self
+            .read_client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(err)?;
+        Ok(self.load_snapshot(&mut con).await?.0)
+    }
+
+    pub async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let mut con = self.conn().await?;
+        let (js, last): (Option<String>, Option<i64>) = redis::pipe()
+            .hget(self.k("keys"), id)
+            .hget(self.k("last_used"), id)
+            .query_async(&mut con)
+            .await
+            .map_err(err)?;
+        js.map(|js| {
+            let mut k = Self::parse_key(&js)?;
+            k.last_used_at = last;
+            Ok(k)
+        })
+        .transpose()
+    }
+
+    pub async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        let mut con = self.conn().await?;
+        let js: Option<String> = con.hget(self.k("accounts"), id).await.map_err(err)?;
+        js.map(|js| serde_json::from_str(&js).map_err(|e| bad_json("redis account", e)))
+            .transpose()
+    }
+
+    /// Keys of one account, or every key.
+    pub async fn keys_of(&self, account: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut con = self.conn().await?;
+        let ids: Vec<String> = match account {
+            Some(a) => con
+                .smembers(self.k(&format!("acct:{a}")))
+                .await
+                .map_err(err)?,
+            None => con.hkeys(self.k("keys")).await.map_err(err)?,
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (recs, last): (Vec<Option<String>>, Vec<Option<i64>>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(self.k("keys"))
+            .arg(&ids)
+            .cmd("HMGET")
+            .arg(self.k("last_used"))
+            .arg(&ids)
+            .query_async(&mut con)
+            .await
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (js, last) in recs.into_iter().zip(last) {
+            if let Some(js) = js {
+                let mut k = Self::parse_key(&js)?;
+                k.last_used_at = last;
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn digest_exists(&self, hex: &str) -> Result<bool, StoreError> {
+        let mut con = self.conn().await?;
+        con.hexists(self.k("digests"), hex).await.map_err(err)
+    }
+
+    pub async fn usage(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
+        let mut con = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.k(&format!("usage:{id}")));
+        }
+        let days: Vec<HashMap<i64, u64>> = pipe.query_async(&mut con).await.map_err(err)?;
+        Ok(ids
+            .iter()
+            .cloned()
+            .zip(days.into_iter().map(|d| d.into_iter().collect()))
+            .collect())
+    }
+
+    pub async fn audit(&self, account: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut con = self.conn().await?;
+        let r: StreamRangeReply = con.xrange_all(self.k("audit")).await.map_err(err)?;
+        let mut out = Vec::new();
+        for e in r.ids {
+            let js: String = e.get("data").unwrap_or_default();
+            let ev: AuditEvent =
+                serde_json::from_str(&js).map_err(|e| bad_json("redis audit event", e))?;
+            if account.is_none_or(|a| ev.account == a) {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies one change with the shared rules, atomically, retrying if another writer
+    /// got in first.
+    pub async fn apply(&self, change: Change, event: AuditEvent) -> Result<u64, StoreError> {
+        let mut con = self.conn().await?;
+        for _ in 0..50 {
+            let rev: Option<u64> = con.get(self.k("rev")).await.map_err(err)?;
+            let mut st = State {
+                revision: rev.unwrap_or(0),
+                ..State::default()
+            };
+            let need_account = |acct: &str| acct.to_string();
+            let account = match &change {
+                Change::CreateKey { record, .. } => Some(need_account(&record.account)),
+                Change::RevokeKey { id, .. } | Change::RotateKey { old_id: id, .. } => {
+                    let k = self.get_key(id).await?.ok_or(ChangeError::KeyNotFound)?;
+                    let a = k.account.clone();
+                    st.keys.insert(k.id.clone(), k);
+                    Some(a)
+                }
+                Change::PutAccount { account } => {
+                    if let Some(a) = self.get_account(&account.id).await? {
+                        st.accounts.insert(a.id.clone(), a);
+                    }
+                    None
+                }
+            };
+            if let Some(a) = account {
+                for k in self.keys_of(Some(&a)).await? {
+                    st.keys.insert(k.id.clone(), k);
+                }
+            }
+            let before = st.clone();
+            st.apply(change.clone(), event.clone())?;
+            let mut data = ChangeData::default();
+            for (id, k) in &st.keys {
+                if before.keys.get(id) != Some(k) {
+                    let mut k = k.clone();
+                    k.last_used_at = None;
+                    data.keys.push(k);
+                }
+            }
+            for (id, a) in &st.accounts {
+                if before.accounts.get(id) != Some(a) {
+                    data.accounts.push(a.clone());
+                }
+            }
+            let mut inv = self.script.key(self.k("rev"));
+            inv.key(self.k("keys"))
+                .key(self.k("accounts"))
+                .key(self.k("changes"))
+                .key(self.k("audit"))
+                .key(self.k("digests"))
+                .arg(rev.unwrap_or(0))
+                .arg(self.max_len)
+                .arg(serde_json::to_string(&event).unwrap_or_default())
+                .arg(self.k("acct:"))
+                .arg(serde_json::to_string(&data).unwrap_or_default())
+                .arg(data.keys.len());
+            for k in &data.keys {
+                let digest = match &k.hash {
+                    KeyHash::Sha256(d) => to_hex(d),
+                    KeyHash::Argon2id(_) => String::new(),
+                };
+                inv.arg(&k.id)
+                    .arg(serde_json::to_string(k).unwrap_or_default())
+                    .arg(&k.account)
+                    .arg(digest);
+            }
+            inv.arg(data.accounts.len());
+            for a in &data.accounts {
+                inv.arg(&a.id)
+                    .arg(serde_json::to_string(a).unwrap_or_default());
+            }
+            let r: i64 = inv.invoke_async(&mut con).await.map_err(err)?;
+            if r >= 0 {
+                return Ok(r as u64);
+            }
+        }
+        Err(StoreError::Redis(
+            "too much write contention; try again".into(),
+        ))
+    }
+
+    pub async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        let mut con = self.conn().await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (id, u) in &batch.keys {
+            pipe.hset(self.k("last_used"), id.as_ref(), u.last_used)
+                .ignore();
+            for (day, n) in &u.per_day {
+                pipe.hincr(self.k(&format!("usage:{id}")), day, *n).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut con).await.map_err(err)
+    }
+
+    /// Follows the change log into `replica` until `shutdown`: loads the table, then applies
+    /// every change in order. A gap in revisions (the log was trimmed past our position while
+    /// we were away) or a store that went back in time triggers a full reload and an atomic
+    /// swap. While Redis is unreachable the table stays as it is and reconnects back off
+    /// (100 ms doubling to 5 s).
+    pub async fn follow(
+        &self,
+        replica: Arc<Replica>,
+        metrics: Arc<Metrics>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut mirror: Option<State> = None;
+        let mut last_id = String::from("0-0");
+        let mut backoff = Duration::from_millis(100);
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        loop {
+            let session = async {
+                let mut con = self
+                    .read_client
+                    .get_multiplexed_async_connection_with_config(&cfg)
+                    .await
+                    .map_err(err)?;
+                let rev: Option<u64> = con.get(self.k("rev")).await.map_err(err)?;
+                if mirror
+                    .as_ref()
+                    .is_none_or(|m| rev.unwrap_or(0) < m.revision)
+                {
+                    let (state, id) = self.load_snapshot(&mut con).await?;
+                    replica.install_new(&state);
+                    metrics.full_reloads.inc();
+                    mirror = Some(state);
+                    last_id = id;
+                }
+                metrics.store_connected.set(1);
+                backoff = Duration::from_millis(100);
+                loop {
+                    let reply: Option<StreamReadReply> = redis::cmd("XREAD")
+                        .arg("COUNT")
+                        .arg(1000)
+                        .arg("BLOCK")
+                        .arg(1000)
+                        .arg("STREAMS")
+                        .arg(self.k("changes"))
+                        .arg(&last_id)
+                        .query_async(&mut con)
+                        .await
+                        .map_err(err)?;
+                    let Some(m) = mirror.as_mut() else { break };
+                    let mut changed = false;
+                    let mut gap = false;
+                    for e in reply
+                        .iter()
+                        .flat_map(|r| r.keys.iter())
+                        .flat_map(|k| k.ids.iter())
+                    {
+                        let rev: u64 = e.get("rev").unwrap_or(0);
+                        if rev <= m.revision {
+                            last_id = e.id.clone();
+                            continue;
+                        }
+                        if rev != m.revision + 1 {
+                            gap = true;
+                            break;
+                        }
+                        let js: String = e.get("data").unwrap_or_default();
+                        let data: ChangeData = serde_json::from_str(&js)
+                            .map_err(|e| bad_json("redis change entry", e))?;
+                        // The snapshot may already hold a newer version of a record than an
+                        // entry replayed after it; versions keep the newest.
+                        for k in data.keys {
+                            if m.keys.get(&k.id).is_none_or(|o| o.version <= k.version) {
+                                m.keys.insert(k.id.clone(), k);
+                            }
+                        }
+                        for a in data.accounts {
+                            if m.accounts.get(&a.id).is_none_or(|o| o.version <= a.version) {
+                                m.accounts.insert(a.id.clone(), a);
+                            }
+                        }
+                        m.revision = rev;
+                        last_id = e.id.clone();
+                        changed = true;
+                    }
+                    if changed {
+                        replica.install(m);
+                    } else {
+                        replica.confirm();
+                    }
+                    if gap {
+                        tracing::warn!(
+                            "change log trimmed past this sidecar's position; reloading the whole table"
+                        );
+                        let (state, id) = self.load_snapshot(&mut con).await?;
+                        replica.install_new(&state);
+                        metrics.full_reloads.inc();
+                        *m = state;
+                        last_id = id;
+                    }
+                }
+                Ok::<(), StoreError>(())
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                r = session => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "redis unavailable; deciding from the current table");
+                    }
+                }
+            }
+            metrics.store_connected.set(0);
+            metrics.reconnects.inc();
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
