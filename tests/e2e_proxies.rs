@@ -8,7 +8,7 @@ mod proxy;
 
 use std::time::Duration;
 
-use common::{Harness, HttpReply, http_call, wait_until};
+use common::{Harness, HttpReply, http_call, http_call_body, wait_until};
 use proxy::{Echo, EnvoyMode, Proxy, start_envoy, start_nginx};
 use serde_json::{Value, json};
 
@@ -66,7 +66,24 @@ impl Setup {
 
     /// A request the proxy must pass: the echo upstream's view of it.
     async fn pass(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> Upstream {
-        let r = self.call(method, uri, headers).await;
+        self.pass_body(method, uri, headers, "").await
+    }
+
+    async fn pass_body(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Upstream {
+        let r = http_call_body(
+            self.proxy.addr,
+            method,
+            uri,
+            headers,
+            bytes::Bytes::from(body.to_string()),
+        )
+        .await;
         assert_eq!(
             r.status,
             200,
@@ -83,7 +100,13 @@ impl Setup {
         let v = r.json();
         assert_eq!(v["method"], method, "{:?}", self.front);
         assert_eq!(v["uri"], uri, "{:?}", self.front);
-        Upstream(v)
+        assert_eq!(v["body"], body, "{:?}: request body", self.front);
+        let up = Upstream(v);
+        assert_eq!(
+            up.values("x-envoy-auth-headers-to-remove"),
+            Vec::<String>::new()
+        );
+        up
     }
 
     /// A request the proxy must refuse with keygate's answer.
@@ -191,15 +214,17 @@ async fn allow(front: Front) {
     let toon = h.key("toon", "solo", None).await;
     for _ in 0..2 {
         let up = s
-            .pass(
+            .pass_body(
                 "POST",
                 "/v1/tokens/7",
                 &[
                     ("x-api-key", &toon.key),
+                    ("content-type", "application/json"),
                     ("x-keygate-account", "victim"),
                     ("x-keygate-scopes", "admin"),
                     ("x-keygate-plan", "enterprise"),
                 ],
+                r#"{"name":"a body the upstream must get"}"#,
             )
             .await;
         assert_eq!(up.one("x-keygate-key-id"), Some(toon.id.clone()));
@@ -235,6 +260,47 @@ async fn allow(front: Front) {
     let line =
         format!(r#"keygate_decisions_total{{frontend="{frontend}",reason="ok",result="allow"}} 3"#);
     assert!(m.contains(&line), "{front:?}: metrics lack {line}\n{m}");
+
+    // The access log names the caller keygate identified.
+    for who in [
+        format!(
+            r#""GET /v1/account/usage HTTP/1.1" 200 key_id={} account=acme "#,
+            live.id
+        ),
+        format!(
+            r#""POST /v1/tokens/7 HTTP/1.1" 200 key_id={} account=solo "#,
+            toon.id
+        ),
+        r#""GET /healthz HTTP/1.1" 200 key_id=- account=- "#.to_string(),
+    ] {
+        wait_until(
+            &format!("{front:?} to log {who}"),
+            Duration::from_secs(10),
+            || {
+                let s = &s;
+                let who = &who;
+                async move { s.proxy.access_log().contains(who.as_str()) }
+            },
+        )
+        .await;
+    }
+    assert!(
+        !s.proxy.access_log().contains("day=1"),
+        "{front:?}: the access log has the query string"
+    );
+    assert_no_secret(&s, &[&live.key, &toon.key]);
+}
+
+/// No key appears in anything the proxy wrote.
+fn assert_no_secret(s: &Setup, keys: &[&str]) {
+    let logs = s.proxy.logs();
+    for k in keys {
+        assert!(
+            !logs.contains(k),
+            "{:?}: a key reached the proxy's logs",
+            s.front
+        );
+    }
 }
 
 /// Every denial row through the proxy: status, WWW-Authenticate, JSON body, and the upstream
@@ -279,6 +345,36 @@ async fn denials(front: Front) {
             "GET",
             "/v1/account/usage?case=two-kinds",
             &[("authorization", &b), ("x-api-key", "toon_AAAAAAAAAAAA_x")],
+        ),
+        401,
+        INVALID,
+        unauthorized(),
+    )
+    .await;
+    let twice = [("authorization", b.as_str()), ("authorization", b.as_str())];
+    let duplicated = ("GET", "/v1/account/usage?case=duplicated", &twice[..]);
+    if front == Front::Nginx {
+        // nginx itself refuses a repeated Authorization line with its own 400 page, before
+        // auth_request: still a refusal that reaches neither keygate nor the upstream.
+        let r = s.call(duplicated.0, duplicated.1, duplicated.2).await;
+        assert_eq!(r.status, 400, "{r:?}");
+        assert!(r.header("x-echo").is_none());
+    } else {
+        s.deny(
+            "duplicated authorization",
+            duplicated,
+            401,
+            INVALID,
+            unauthorized(),
+        )
+        .await;
+    }
+    s.deny(
+        "empty bearer",
+        (
+            "GET",
+            "/v1/account/usage?case=empty-bearer",
+            &[("authorization", "Bearer ")],
         ),
         401,
         INVALID,
@@ -408,6 +504,7 @@ async fn denials(front: Front) {
         Vec::<String>::new(),
         "{front:?}: denied requests reached the upstream"
     );
+    assert_no_secret(&s, &[&live.key, &gone.key]);
 }
 
 /// keygate unreachable: the proxy fails closed with 503, never reaching the upstream.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -30,10 +30,11 @@ pub struct Seen {
     pub method: String,
     pub uri: String,
     pub headers: BTreeMap<String, Vec<String>>,
+    pub body: String,
 }
 
 /// An HTTP/1.1 upstream on 127.0.0.1:0 that answers every request with 200 and a JSON body
-/// `{"method", "uri", "headers": {name: [values]}}`, and remembers what it saw.
+/// `{"method", "uri", "headers": {name: [values]}, "body"}`, and remembers what it saw.
 pub struct Echo {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -63,15 +64,23 @@ impl Echo {
                                     .or_default()
                                     .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
                             }
+                            let method = req.method().to_string();
+                            let uri = req.uri().to_string();
+                            let body = match req.into_body().collect().await {
+                                Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+                                Err(e) => format!("<body error: {e}>"),
+                            };
                             let s = Seen {
-                                method: req.method().to_string(),
-                                uri: req.uri().to_string(),
+                                method,
+                                uri,
                                 headers,
+                                body,
                             };
                             let body = serde_json::json!({
                                 "method": s.method,
                                 "uri": s.uri,
                                 "headers": s.headers,
+                                "body": s.body,
                             })
                             .to_string();
                             log.lock().unwrap().push(s);
@@ -190,17 +199,24 @@ pub struct Proxy {
     pub dir: tempfile::TempDir,
     child: Child,
     logs: Vec<PathBuf>,
+    access_log: PathBuf,
 }
 
 impl Proxy {
     /// Everything the process logged so far (for failure messages).
     pub fn logs(&self) -> String {
         let mut out = String::new();
-        for p in &self.logs {
+        let access = Some(&self.access_log).filter(|a| !self.logs.contains(a));
+        for p in self.logs.iter().chain(access) {
             let text = std::fs::read_to_string(p).unwrap_or_default();
             out.push_str(&format!("--- {} ---\n{text}\n", p.display()));
         }
         out
+    }
+
+    /// The access log written so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(&self.access_log).unwrap_or_default()
     }
 
     /// Polls the public `/healthz` (a route that needs no key and reaches the upstream) until
@@ -321,7 +337,9 @@ pub async fn start_envoy(mode: EnvoyMode, keygate: SocketAddr, upstream: SocketA
     cmd.arg("-c")
         .arg(&path)
         .args(["--concurrency", "1", "--disable-hot-restart"])
-        .args(["--log-level", "warn"]);
+        .args(["--log-level", "warn"])
+        // The access log (stdout) is flushed every 10 s by default; the tests read it.
+        .args(["--file-flush-interval-msec", "50"]);
     let (child, out, err) = spawn(name, cmd, dir.path());
     let mut p = Proxy {
         name,
@@ -329,7 +347,8 @@ pub async fn start_envoy(mode: EnvoyMode, keygate: SocketAddr, upstream: SocketA
         config,
         dir,
         child,
-        logs: vec![out, err],
+        logs: vec![out.clone(), err],
+        access_log: out,
     };
     p.wait_ready().await;
     p
@@ -370,6 +389,7 @@ pub async fn start_nginx(keygate: SocketAddr, upstream: SocketAddr) -> Proxy {
         addr: SocketAddr::from(([127, 0, 0, 1], listen)),
         config,
         logs: vec![out, err, dir.path().join("logs/error.log")],
+        access_log: dir.path().join("logs/access.log"),
         dir,
         child,
     };
