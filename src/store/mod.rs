@@ -30,6 +30,9 @@ pub enum StoreError {
     /// A Redis error; the message never includes the URL (it may hold a password).
     #[error("redis: {0}")]
     Redis(String),
+    /// Redis could not be reached (connection refused, dropped, timed out).
+    #[error("redis unavailable: {0}")]
+    RedisUnavailable(String),
     #[error(transparent)]
     Change(#[from] ChangeError),
 }

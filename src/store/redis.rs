@@ -81,7 +81,31 @@ impl std::fmt::Debug for RedisStore {
 }
 
 fn err(e: redis::RedisError) -> StoreError {
-    StoreError::Redis(e.to_string())
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+        StoreError::RedisUnavailable(e.to_string())
+    } else {
+        StoreError::Redis(e.to_string())
+    }
+}
+
+/// Retries an operation that failed because Redis was unreachable: the connection manager
+/// reconnects in the background after a failure, so the next attempt usually succeeds.
+async fn retry<T, F, Fut>(mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..4 {
+        match f().await {
+            Err(StoreError::RedisUnavailable(_)) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            r => return r,
+        }
+    }
+    f().await
 }
 
 fn bad_json(what: &str, e: serde_json::Error) -> StoreError {
@@ -216,7 +240,7 @@ impl RedisStore {
         Ok(self.load_snapshot(&mut con).await?.0)
     }
 
-    pub async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+    async fn get_key_once(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
         let mut con = self.conn().await?;
         let (js, last): (Option<String>, Option<i64>) = redis::pipe()
             .hget(self.k("keys"), id)
@@ -232,7 +256,7 @@ impl RedisStore {
         .transpose()
     }
 
-    pub async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+    async fn get_account_once(&self, id: &str) -> Result<Option<Account>, StoreError> {
         let mut con = self.conn().await?;
         let js: Option<String> = con.hget(self.k("accounts"), id).await.map_err(err)?;
         js.map(|js| serde_json::from_str(&js).map_err(|e| bad_json("redis account", e)))
@@ -240,7 +264,7 @@ impl RedisStore {
     }
 
     /// Keys of one account, or every key.
-    pub async fn keys_of(&self, account: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+    async fn keys_of_once(&self, account: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
         let mut con = self.conn().await?;
         let ids: Vec<String> = match account {
             Some(a) => con
@@ -273,12 +297,12 @@ impl RedisStore {
         Ok(out)
     }
 
-    pub async fn digest_exists(&self, hex: &str) -> Result<bool, StoreError> {
+    async fn digest_exists_once(&self, hex: &str) -> Result<bool, StoreError> {
         let mut con = self.conn().await?;
         con.hexists(self.k("digests"), hex).await.map_err(err)
     }
 
-    pub async fn usage(
+    async fn usage_once(
         &self,
         ids: &[String],
     ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
@@ -295,7 +319,7 @@ impl RedisStore {
             .collect())
     }
 
-    pub async fn audit(&self, account: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
+    async fn audit_once(&self, account: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
         let mut con = self.conn().await?;
         let r: StreamRangeReply = con.xrange_all(self.k("audit")).await.map_err(err)?;
         let mut out = Vec::new();
@@ -312,7 +336,7 @@ impl RedisStore {
 
     /// Applies one change with the shared rules, atomically, retrying if another writer
     /// got in first.
-    pub async fn apply(&self, change: Change, event: AuditEvent) -> Result<u64, StoreError> {
+    async fn apply_once(&self, change: Change, event: AuditEvent) -> Result<u64, StoreError> {
         let mut con = self.conn().await?;
         for _ in 0..50 {
             let rev: Option<u64> = con.get(self.k("rev")).await.map_err(err)?;
@@ -324,20 +348,23 @@ impl RedisStore {
             let account = match &change {
                 Change::CreateKey { record, .. } => Some(need_account(&record.account)),
                 Change::RevokeKey { id, .. } | Change::RotateKey { old_id: id, .. } => {
-                    let k = self.get_key(id).await?.ok_or(ChangeError::KeyNotFound)?;
+                    let k = self
+                        .get_key_once(id)
+                        .await?
+                        .ok_or(ChangeError::KeyNotFound)?;
                     let a = k.account.clone();
                     st.keys.insert(k.id.clone(), k);
                     Some(a)
                 }
                 Change::PutAccount { account } => {
-                    if let Some(a) = self.get_account(&account.id).await? {
+                    if let Some(a) = self.get_account_once(&account.id).await? {
                         st.accounts.insert(a.id.clone(), a);
                     }
                     None
                 }
             };
             if let Some(a) = account {
-                for k in self.keys_of(Some(&a)).await? {
+                for k in self.keys_of_once(Some(&a)).await? {
                     st.keys.insert(k.id.clone(), k);
                 }
             }
@@ -393,7 +420,7 @@ impl RedisStore {
         ))
     }
 
-    pub async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+    async fn record_usage_once(&self, batch: &UsageBatch) -> Result<(), StoreError> {
         let mut con = self.conn().await?;
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -405,6 +432,43 @@ impl RedisStore {
             }
         }
         pipe.query_async::<()>(&mut con).await.map_err(err)
+    }
+
+    pub async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        retry(|| self.get_key_once(id)).await
+    }
+
+    pub async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        retry(|| self.get_account_once(id)).await
+    }
+
+    pub async fn keys_of(&self, account: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        retry(|| self.keys_of_once(account)).await
+    }
+
+    pub async fn digest_exists(&self, hex: &str) -> Result<bool, StoreError> {
+        retry(|| self.digest_exists_once(hex)).await
+    }
+
+    pub async fn usage(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
+        retry(|| self.usage_once(ids)).await
+    }
+
+    pub async fn audit(&self, account: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
+        retry(|| self.audit_once(account)).await
+    }
+
+    /// Applies one change. A retry after a lost reply may find the change already made:
+    /// a create then fails as a duplicate, a revocation is simply repeated.
+    pub async fn apply(&self, change: Change, event: AuditEvent) -> Result<u64, StoreError> {
+        retry(|| self.apply_once(change.clone(), event.clone())).await
+    }
+
+    pub async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        self.record_usage_once(batch).await
     }
 
     /// Follows the change log into `replica` until `shutdown`: loads the table, then applies

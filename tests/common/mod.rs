@@ -2,6 +2,8 @@
 //! clients for its gRPC and HTTP frontends. Every wait is a poll with a deadline.
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -47,12 +49,32 @@ pub struct Harness {
     pub manager: Manager,
 }
 
+/// The example config on port 0 with the Redis backend at `url`.
+pub fn redis_config_text(url: &str, extra_store: &str, flush_seconds: f64) -> String {
+    let example = config_text(std::path::Path::new("unused"));
+    example
+        .replace(
+            "  backend: file             # embedded default: one local file\n  path: unused\n",
+            &format!("  backend: redis\n  url: {url}\n{extra_store}"),
+        )
+        .replace(
+            "identity_headers:",
+            &format!("usage:\n  flush_interval_seconds: {flush_seconds}\n\nidentity_headers:"),
+        )
+}
+
 impl Harness {
     pub async fn start() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store_path = dir.path().join("keygate.json");
-        let config_path = dir.path().join("keygate.yaml");
         let text = config_text(&store_path);
+        Harness::start_with(dir, text).await
+    }
+
+    /// Starts keygate with the given config text.
+    pub async fn start_with(dir: tempfile::TempDir, text: String) -> Harness {
+        let store_path = dir.path().join("keygate.json");
+        let config_path = dir.path().join("keygate.yaml");
         std::fs::write(&config_path, &text).unwrap();
         let settings = Settings::from_yaml(&text).unwrap();
         let running = keygate::server::start(settings.clone(), Some(ADMIN_TOKEN.into()))
@@ -72,6 +94,31 @@ impl Harness {
             settings,
             running: Some(running),
             manager,
+        }
+    }
+
+    /// Starts keygate on Redis at `url` and, if `ready`, waits until its table is loaded.
+    pub async fn start_redis(url: &str, extra_store: &str, ready: bool) -> Harness {
+        let text = redis_config_text(url, extra_store, 0.1);
+        let h = Harness::start_with(tempfile::tempdir().unwrap(), text).await;
+        if ready {
+            h.wait_ready().await;
+        }
+        h
+    }
+
+    pub async fn wait_ready(&self) {
+        let addr = self.http_addr();
+        wait_until("/readyz 200", Duration::from_secs(20), || async move {
+            http_call(addr, "GET", "/readyz", &[]).await.status == 200
+        })
+        .await;
+    }
+
+    /// Stops keygate (flushing usage).
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
         }
     }
 
