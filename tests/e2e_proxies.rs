@@ -93,7 +93,7 @@ impl Setup {
         );
         assert_eq!(
             r.header("x-echo"),
-            Some("1"),
+            Some(self.echo.addr.port().to_string().as_str()),
             "{:?}: not the upstream's answer: {r:?}",
             self.front
         );

@@ -34,7 +34,8 @@ pub struct Seen {
 }
 
 /// An HTTP/1.1 upstream on 127.0.0.1:0 that answers every request with 200 and a JSON body
-/// `{"method", "uri", "headers": {name: [values]}, "body"}`, and remembers what it saw.
+/// `{"method", "uri", "headers": {name: [values]}, "body"}` and `x-echo: <its port>` (so a
+/// reply is known to come from this upstream), and remembers what it saw.
 pub struct Echo {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -45,6 +46,7 @@ impl Echo {
     pub async fn start() -> Echo {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let token = addr.port().to_string();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = seen.clone();
         let task = tokio::spawn(async move {
@@ -53,9 +55,11 @@ impl Echo {
                     continue;
                 };
                 let log = log.clone();
+                let token = token.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let log = log.clone();
+                        let token = token.clone();
                         async move {
                             let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
                             for (k, v) in req.headers() {
@@ -87,7 +91,7 @@ impl Echo {
                             let resp = http::Response::builder()
                                 .status(200)
                                 .header("content-type", "application/json")
-                                .header("x-echo", "1")
+                                .header("x-echo", token)
                                 .body(Full::new(Bytes::from(body)))
                                 .unwrap();
                             Ok::<_, std::convert::Infallible>(resp)
@@ -194,6 +198,8 @@ pub struct Proxy {
     pub name: &'static str,
     /// The public listener.
     pub addr: SocketAddr,
+    /// The echo upstream it forwards to.
+    pub upstream: SocketAddr,
     /// The rendered config, as written to disk.
     pub config: String,
     pub dir: tempfile::TempDir,
@@ -220,20 +226,24 @@ impl Proxy {
     }
 
     /// Polls the public `/healthz` (a route that needs no key and reaches the upstream) until
-    /// it answers 200, failing with the proxy's logs if it exits or the deadline passes.
-    async fn wait_ready(&mut self) {
+    /// it answers 200, failing with the proxy's logs if the deadline passes. If the process
+    /// exits, returns its logs.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let end = Instant::now() + START_DEADLINE;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "{} exited during start-up ({status})\n{}",
                     self.name,
                     self.logs()
-                );
+                ));
             }
             if let Some(reply) = raw_get(self.addr, "/healthz").await {
-                if reply.starts_with("HTTP/1.1 200") {
-                    return;
+                // Our proxy in front of our upstream, not whatever else holds the port while the
+                // proxy is still trying to bind it.
+                let ours = format!("\r\nx-echo: {}\r\n", self.upstream.port());
+                if reply.starts_with("HTTP/1.1 200") && reply.to_ascii_lowercase().contains(&ours) {
+                    return Ok(());
                 }
                 // A started proxy answering 4xx (say, asking keygate on the public route) will
                 // not change its mind; anything else may be start-up, so keep polling.
@@ -307,6 +317,24 @@ pub enum EnvoyMode {
 /// `upstream`, and waits until it serves.
 pub async fn start_envoy(mode: EnvoyMode, keygate: SocketAddr, upstream: SocketAddr) -> Proxy {
     let bin = envoy_bin();
+    start_retrying(|| launch_envoy(&bin, mode, keygate, upstream)).await
+}
+
+/// Starts a proxy and waits until it serves. The ports it was given were free when chosen,
+/// but another test may take one before the proxy binds it: then start again on new ones.
+async fn start_retrying(launch: impl Fn() -> Proxy) -> Proxy {
+    let mut attempts = 0;
+    loop {
+        let mut p = launch();
+        match p.wait_ready().await {
+            Ok(()) => return p,
+            Err(log) if log.contains("Address already in use") && attempts < 5 => attempts += 1,
+            Err(log) => panic!("{log}"),
+        }
+    }
+}
+
+fn launch_envoy(bin: &Path, mode: EnvoyMode, keygate: SocketAddr, upstream: SocketAddr) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let listen = free_port();
     let admin = free_port();
@@ -333,7 +361,7 @@ pub async fn start_envoy(mode: EnvoyMode, keygate: SocketAddr, upstream: SocketA
     let config = render(template, &subs);
     let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, &config).unwrap();
-    let mut cmd = Command::new(&bin);
+    let mut cmd = Command::new(bin);
     cmd.arg("-c")
         .arg(&path)
         .args(["--concurrency", "1", "--disable-hot-restart"])
@@ -341,17 +369,16 @@ pub async fn start_envoy(mode: EnvoyMode, keygate: SocketAddr, upstream: SocketA
         // The access log (stdout) is flushed every 10 s by default; the tests read it.
         .args(["--file-flush-interval-msec", "50"]);
     let (child, out, err) = spawn(name, cmd, dir.path());
-    let mut p = Proxy {
+    Proxy {
         name,
         addr: SocketAddr::from(([127, 0, 0, 1], listen)),
+        upstream,
         config,
         dir,
         child,
         logs: vec![out.clone(), err],
         access_log: out,
-    };
-    p.wait_ready().await;
-    p
+    }
 }
 
 /// Starts the real nginx from the shipped config with `-p <tempdir>`, keygate's HTTP listener
@@ -359,6 +386,10 @@ pub async fn start_envoy(mode: EnvoyMode, keygate: SocketAddr, upstream: SocketA
 /// serves.
 pub async fn start_nginx(keygate: SocketAddr, upstream: SocketAddr) -> Proxy {
     let bin = nginx_bin();
+    start_retrying(|| launch_nginx(&bin, keygate, upstream)).await
+}
+
+fn launch_nginx(bin: &Path, keygate: SocketAddr, upstream: SocketAddr) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let listen = free_port();
     let config = render(
@@ -377,22 +408,21 @@ pub async fn start_nginx(keygate: SocketAddr, upstream: SocketAddr) -> Proxy {
     }
     let path = dir.path().join("nginx.conf");
     std::fs::write(&path, &config).unwrap();
-    let mut cmd = Command::new(&bin);
+    let mut cmd = Command::new(bin);
     cmd.arg("-p")
         .arg(dir.path())
         .arg("-c")
         .arg(&path)
         .args(["-g", "daemon off; master_process off;"]);
     let (child, out, err) = spawn("nginx", cmd, dir.path());
-    let mut p = Proxy {
+    Proxy {
         name: "nginx",
         addr: SocketAddr::from(([127, 0, 0, 1], listen)),
+        upstream,
         config,
         logs: vec![out, err, dir.path().join("logs/error.log")],
         access_log: dir.path().join("logs/access.log"),
         dir,
         child,
-    };
-    p.wait_ready().await;
-    p
+    }
 }
