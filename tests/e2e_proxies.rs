@@ -33,15 +33,22 @@ const SCOPE_CHALLENGE: Option<&str> =
 /// body of config/nginx.conf.
 const NGINX_GENERIC_403: &str = "API key is not allowed to make this request";
 
+/// One test at a time: each runs keygate, a proxy and an upstream, and on two cores the
+/// parallel ones would compete for the CPU that keygate's Argon2 verifications need within
+/// the proxies' ext_authz timeout.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Setup {
     front: Front,
-    // Dropped in this order: the proxy first, then the upstream, then keygate.
+    // Dropped in this order: the proxy first, then the upstream, then keygate, then the turn.
     proxy: Proxy,
     echo: Echo,
     h: Harness,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 async fn setup(front: Front) -> Setup {
+    let turn = SERIAL.lock().await;
     let h = Harness::start().await;
     let echo = Echo::start().await;
     let proxy = match front {
@@ -56,6 +63,7 @@ async fn setup(front: Front) -> Setup {
         proxy,
         echo,
         h,
+        _turn: turn,
     }
 }
 
