@@ -268,7 +268,7 @@ pub fn decide<'r, H: Headers + ?Sized>(
         return deny(Reason::NoRoute, p.bearer, true);
     };
     if let (Some(need), Some(have)) = (route.scope.as_deref(), entry.scopes.as_deref())
-        && !have.iter().any(|s| &**s == need)
+        && !have.list.iter().any(|s| &**s == need)
     {
         return Outcome::Deny(Denial {
             reason: Reason::Scope,

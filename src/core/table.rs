@@ -1,5 +1,6 @@
 //! The key table snapshot the core decides from: immutable, shared behind an `Arc`, replaced
-//! whole when the store changes.
+//! by a new snapshot when the store changes (built whole, or derived from the previous one
+//! plus the records a change touched).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -8,14 +9,21 @@ use super::key::{Account, AccountStatus, KeyHash, KeyRecord};
 use super::scheme::Scheme;
 use crate::config::Plan;
 
+/// A key's scope restriction, shared by every key with the same list.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Scopes {
+    pub list: Box<[Box<str>]>,
+    /// Joined by spaces, for the identity header.
+    pub joined: Box<str>,
+}
+
 /// One key, ready for decisions.
 pub struct KeyEntry {
-    pub id: Box<str>,
-    pub account: Box<str>,
+    pub id: Arc<str>,
+    pub account: Arc<str>,
     pub scheme: usize,
-    pub scopes: Option<Box<[Box<str>]>>,
-    /// Scopes joined by spaces, for the identity header.
-    pub scopes_joined: Box<str>,
+    /// `None`: every route.
+    pub scopes: Option<Arc<Scopes>>,
     pub hash: KeyHash,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
@@ -43,15 +51,19 @@ pub struct AccountEntry {
     pub status: AccountStatus,
     /// From the plan; an account on a plan missing from the config has no access.
     pub api_access: bool,
+    pub version: u64,
 }
 
 /// The immutable snapshot.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Table {
     loaded: bool,
-    by_id: HashMap<Box<str>, Arc<KeyEntry>>,
+    by_id: HashMap<Arc<str>, Arc<KeyEntry>>,
     by_digest: HashMap<[u8; 32], Arc<KeyEntry>>,
-    accounts: HashMap<Box<str>, AccountEntry>,
+    accounts: HashMap<Arc<str>, AccountEntry>,
+    /// Shared strings: one allocation per distinct account name and scope list.
+    names: HashMap<Arc<str>, ()>,
+    scope_lists: HashMap<Vec<String>, Arc<Scopes>>,
     /// Records skipped because their scheme is not configured.
     pub skipped: usize,
 }
@@ -76,57 +88,118 @@ impl Table {
             ..Table::default()
         };
         for rec in keys {
-            let Some(scheme) = schemes.iter().position(|s| s.name == rec.scheme) else {
-                t.skipped += 1;
-                continue;
-            };
-            let entry = Arc::new(KeyEntry {
-                id: rec.id.as_str().into(),
-                account: rec.account.as_str().into(),
-                scheme,
-                scopes: rec
-                    .scopes
-                    .as_ref()
-                    .map(|v| v.iter().map(|s| s.as_str().into()).collect()),
-                scopes_joined: rec
-                    .scopes
-                    .as_ref()
-                    .map(|v| v.join(" "))
-                    .unwrap_or_default()
-                    .into(),
-                hash: rec.hash.clone(),
-                expires_at: rec.expires_at,
-                revoked_at: rec.revoked_at,
-                version: rec.version,
-                verified: OnceLock::new(),
-            });
-            if let Some(old) = prev.and_then(|p| p.by_id.get(rec.id.as_str()))
-                && old.version == rec.version
-                && old.hash == rec.hash
-                && let Some(d) = old.verified.get()
-            {
-                let _ = entry.verified.set(*d);
-            }
-            if let KeyHash::Sha256(d) = &entry.hash {
-                t.by_digest.insert(*d, entry.clone());
-            }
-            t.by_id.insert(entry.id.clone(), entry);
+            t.upsert_key(schemes, rec, prev);
         }
         for a in accounts {
-            let api_access = match &a.plan {
-                None => true,
-                Some(p) => plans.get(p).is_some_and(|p| p.api_access),
-            };
-            t.accounts.insert(
-                a.id.as_str().into(),
-                AccountEntry {
-                    plan: a.plan.as_deref().map(Into::into),
-                    status: a.status,
-                    api_access,
-                },
-            );
+            t.upsert_account(plans, a);
         }
         t
+    }
+
+    /// A new snapshot: this one with `keys` and `accounts` replaced or added. A record older
+    /// (by version) than the one held is ignored, so replaying a change is harmless.
+    pub fn with_changes(
+        &self,
+        schemes: &[Scheme],
+        plans: &BTreeMap<String, Plan>,
+        keys: &[KeyRecord],
+        accounts: &[Account],
+    ) -> Table {
+        // Cloning copies pointers: every unchanged entry is shared with `self`.
+        let mut t = self.clone();
+        t.loaded = true;
+        for rec in keys {
+            if t.by_id
+                .get(rec.id.as_str())
+                .is_some_and(|e| e.version > rec.version)
+            {
+                continue;
+            }
+            t.upsert_key(schemes, rec, Some(self));
+        }
+        for a in accounts {
+            if t.accounts
+                .get(a.id.as_str())
+                .is_some_and(|e| e.version > a.version)
+            {
+                continue;
+            }
+            t.upsert_account(plans, a);
+        }
+        t
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some((k, _)) = self.names.get_key_value(s) {
+            return k.clone();
+        }
+        let a: Arc<str> = s.into();
+        self.names.insert(a.clone(), ());
+        a
+    }
+
+    fn upsert_key(&mut self, schemes: &[Scheme], rec: &KeyRecord, prev: Option<&Table>) {
+        let Some(scheme) = schemes.iter().position(|s| s.name == rec.scheme) else {
+            self.skipped += 1;
+            return;
+        };
+        let scopes = rec.scopes.as_ref().map(|v| {
+            if let Some(s) = self.scope_lists.get(v) {
+                return s.clone();
+            }
+            let s = Arc::new(Scopes {
+                list: v.iter().map(|s| s.as_str().into()).collect(),
+                joined: v.join(" ").into(),
+            });
+            self.scope_lists.insert(v.clone(), s.clone());
+            s
+        });
+        let old = self.by_id.get(rec.id.as_str()).cloned();
+        let entry = Arc::new(KeyEntry {
+            id: old
+                .as_ref()
+                .map_or_else(|| rec.id.as_str().into(), |o| o.id.clone()),
+            account: self.intern(&rec.account),
+            scheme,
+            scopes,
+            hash: rec.hash.clone(),
+            expires_at: rec.expires_at,
+            revoked_at: rec.revoked_at,
+            version: rec.version,
+            verified: OnceLock::new(),
+        });
+        if let Some(o) = prev.and_then(|p| p.by_id.get(rec.id.as_str()))
+            && o.version == rec.version
+            && o.hash == rec.hash
+            && let Some(d) = o.verified.get()
+        {
+            let _ = entry.verified.set(*d);
+        }
+        if let Some(KeyHash::Sha256(d)) = old.as_ref().map(|o| &o.hash) {
+            self.by_digest.remove(d);
+        }
+        if let KeyHash::Sha256(d) = &entry.hash {
+            self.by_digest.insert(*d, entry.clone());
+        }
+        self.by_id.insert(entry.id.clone(), entry);
+    }
+
+    fn upsert_account(&mut self, plans: &BTreeMap<String, Plan>, a: &Account) {
+        let api_access = match &a.plan {
+            None => true,
+            Some(p) => plans.get(p).is_some_and(|p| p.api_access),
+        };
+        let plan = a.plan.as_deref().map(|p| self.intern(p));
+        let id = self.intern(&a.id);
+        self.accounts.insert(
+            id,
+            AccountEntry {
+                plan,
+                status: a.status,
+                api_access,
+                version: a.version,
+            },
+        );
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -153,5 +226,68 @@ impl Table {
 
     pub fn account(&self, id: &str) -> Option<&AccountEntry> {
         self.accounts.get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::key::sha256;
+
+    fn rec(id: &str, version: u64, revoked: bool) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            name: None,
+            prefix: String::new(),
+            account: "acme".into(),
+            scheme: "s".into(),
+            scopes: Some(vec!["a".into()]),
+            hash: KeyHash::Sha256(sha256(id.as_bytes())),
+            created_at: 0,
+            expires_at: None,
+            revoked_at: revoked.then_some(1),
+            last_used_at: None,
+            replaces: None,
+            replaced_by: None,
+            version,
+        }
+    }
+
+    #[test]
+    fn changes_apply_in_version_order_and_share_the_rest() {
+        let schemes = [Scheme::new(
+            "s".into(),
+            "x-api-key".into(),
+            "p_".into(),
+            crate::core::scheme::HashKind::Sha256,
+            1,
+            100,
+        )];
+        let plans = BTreeMap::new();
+        let t = Table::build(
+            &schemes,
+            &plans,
+            &[rec("a", 1, false), rec("b", 1, false)],
+            [],
+            None,
+        );
+        let t2 = t.with_changes(&schemes, &plans, &[rec("a", 2, true)], &[]);
+        assert!(t2.by_id(b"a").unwrap().revoked_at.is_some());
+        assert!(Arc::ptr_eq(t.by_id(b"b").unwrap(), t2.by_id(b"b").unwrap()));
+        assert!(
+            t.by_id(b"a").unwrap().revoked_at.is_none(),
+            "the old snapshot is unchanged"
+        );
+        // Replaying an older version changes nothing.
+        let t3 = t2.with_changes(&schemes, &plans, &[rec("a", 1, false)], &[]);
+        assert!(t3.by_id(b"a").unwrap().revoked_at.is_some());
+        // Scope lists and account names are shared.
+        let (a, b) = (t3.by_id(b"a").unwrap(), t3.by_id(b"b").unwrap());
+        assert!(Arc::ptr_eq(
+            a.scopes.as_ref().unwrap(),
+            b.scopes.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(&a.account, &b.account));
+        assert_eq!(t3.by_digest(&sha256(b"b")).unwrap().id.as_ref(), "b");
     }
 }

@@ -93,10 +93,7 @@ impl EnvoyGrpc {
         let fields: HashMap<String, Value> = [
             ("key_id", Some(&*a.key.id)),
             ("account", Some(&*a.key.account)),
-            (
-                "scopes",
-                a.key.scopes.as_ref().map(|_| &*a.key.scopes_joined),
-            ),
+            ("scopes", a.key.scopes.as_ref().map(|s| &*s.joined)),
             ("plan", a.plan.as_deref()),
         ]
         .into_iter()

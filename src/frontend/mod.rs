@@ -22,8 +22,10 @@ pub fn identity<'a>(s: &'a Settings, a: &'a Allow) -> ([(&'a str, &'a str); 4], 
     };
     put(&h.key_id, &a.key.id);
     put(&h.account, &a.key.account);
-    if a.key.scopes.is_some() && !a.key.scopes_joined.is_empty() {
-        put(&h.scopes, &a.key.scopes_joined);
+    if let Some(s) = &a.key.scopes
+        && !s.joined.is_empty()
+    {
+        put(&h.scopes, &s.joined);
     }
     if let Some(p) = a.plan.as_deref() {
         put(&h.plan, p);

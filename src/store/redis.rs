@@ -471,6 +471,19 @@ impl RedisStore {
         self.record_usage_once(batch).await
     }
 
+    /// Loads the whole table into `replica`; returns its revision and change-log position.
+    async fn full_load(
+        &self,
+        con: &mut MultiplexedConnection,
+        replica: &Replica,
+        metrics: &Metrics,
+    ) -> Result<(u64, String), StoreError> {
+        let (state, id) = self.load_snapshot(con).await?;
+        replica.install_new(&state);
+        metrics.full_reloads.inc();
+        Ok((state.revision, id))
+    }
+
     /// Follows the change log into `replica` until `shutdown`: loads the table, then applies
     /// every change in order. A gap in revisions (the log was trimmed past our position while
     /// we were away) or a store that went back in time triggers a full reload and an atomic
@@ -483,8 +496,8 @@ impl RedisStore {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
-        let mut mirror: Option<State> = None;
-        let mut last_id = String::from("0-0");
+        // Revision and change-log position the table holds; `None` before the first load.
+        let mut at: Option<(u64, String)> = None;
         let mut backoff = Duration::from_millis(100);
         let cfg = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -497,19 +510,15 @@ impl RedisStore {
                     .await
                     .map_err(err)?;
                 let rev: Option<u64> = con.get(self.k("rev")).await.map_err(err)?;
-                if mirror
-                    .as_ref()
-                    .is_none_or(|m| rev.unwrap_or(0) < m.revision)
-                {
-                    let (state, id) = self.load_snapshot(&mut con).await?;
-                    replica.install_new(&state);
-                    metrics.full_reloads.inc();
-                    mirror = Some(state);
-                    last_id = id;
+                if at.as_ref().is_none_or(|(r, _)| rev.unwrap_or(0) < *r) {
+                    at = Some(self.full_load(&mut con, &replica, &metrics).await?);
                 }
                 metrics.store_connected.set(1);
                 backoff = Duration::from_millis(100);
                 loop {
+                    let Some((cur, last_id)) = at.as_mut() else {
+                        break;
+                    };
                     let reply: Option<StreamReadReply> = redis::cmd("XREAD")
                         .arg("COUNT")
                         .arg(1000)
@@ -517,12 +526,11 @@ impl RedisStore {
                         .arg(1000)
                         .arg("STREAMS")
                         .arg(self.k("changes"))
-                        .arg(&last_id)
+                        .arg(&*last_id)
                         .query_async(&mut con)
                         .await
                         .map_err(err)?;
-                    let Some(m) = mirror.as_mut() else { break };
-                    let mut changed = false;
+                    let mut data = ChangeData::default();
                     let mut gap = false;
                     for e in reply
                         .iter()
@@ -530,47 +538,33 @@ impl RedisStore {
                         .flat_map(|k| k.ids.iter())
                     {
                         let rev: u64 = e.get("rev").unwrap_or(0);
-                        if rev <= m.revision {
-                            last_id = e.id.clone();
+                        if rev <= *cur {
+                            *last_id = e.id.clone();
                             continue;
                         }
-                        if rev != m.revision + 1 {
+                        if rev != *cur + 1 {
                             gap = true;
                             break;
                         }
                         let js: String = e.get("data").unwrap_or_default();
-                        let data: ChangeData = serde_json::from_str(&js)
+                        let d: ChangeData = serde_json::from_str(&js)
                             .map_err(|e| bad_json("redis change entry", e))?;
-                        // The snapshot may already hold a newer version of a record than an
-                        // entry replayed after it; versions keep the newest.
-                        for k in data.keys {
-                            if m.keys.get(&k.id).is_none_or(|o| o.version <= k.version) {
-                                m.keys.insert(k.id.clone(), k);
-                            }
-                        }
-                        for a in data.accounts {
-                            if m.accounts.get(&a.id).is_none_or(|o| o.version <= a.version) {
-                                m.accounts.insert(a.id.clone(), a);
-                            }
-                        }
-                        m.revision = rev;
-                        last_id = e.id.clone();
-                        changed = true;
+                        data.keys.extend(d.keys);
+                        data.accounts.extend(d.accounts);
+                        *cur = rev;
+                        *last_id = e.id.clone();
                     }
-                    if changed {
-                        replica.install(m);
-                    } else {
+                    if data.keys.is_empty() && data.accounts.is_empty() {
                         replica.confirm();
+                    } else {
+                        // Entries apply in order; later versions of a record win.
+                        replica.apply_changes(*cur, &data.keys, &data.accounts);
                     }
                     if gap {
                         tracing::warn!(
                             "change log trimmed past this sidecar's position; reloading the whole table"
                         );
-                        let (state, id) = self.load_snapshot(&mut con).await?;
-                        replica.install_new(&state);
-                        metrics.full_reloads.inc();
-                        *m = state;
-                        last_id = id;
+                        at = Some(self.full_load(&mut con, &replica, &metrics).await?);
                     }
                 }
                 Ok::<(), StoreError>(())

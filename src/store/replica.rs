@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use super::Store;
 use super::state::State;
 use crate::config::{Plan, Settings};
+use crate::core::key::{Account, KeyRecord};
 use crate::core::scheme::Scheme;
 use crate::core::table::Table;
 
@@ -127,6 +128,20 @@ impl Replica {
         self.table.store(Arc::new(table));
         self.revision.store(state.revision, Ordering::Release);
         self.rev_tx.send_replace(state.revision);
+        self.touch();
+    }
+
+    /// Publishes the current table with `keys` and `accounts` changed, at `revision`.
+    pub fn apply_changes(&self, revision: u64, keys: &[KeyRecord], accounts: &[Account]) {
+        let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let table = self
+            .table
+            .load()
+            .with_changes(&self.schemes, &self.plans, keys, accounts);
+        tracing::debug!(revision, keys = table.len(), "key table updated");
+        self.table.store(Arc::new(table));
+        self.revision.store(revision, Ordering::Release);
+        self.rev_tx.send_replace(revision);
         self.touch();
     }
 
