@@ -515,10 +515,7 @@ impl RedisStore {
                 }
                 metrics.store_connected.set(1);
                 backoff = Duration::from_millis(100);
-                loop {
-                    let Some((cur, last_id)) = at.as_mut() else {
-                        break;
-                    };
+                while let Some((cur, last_id)) = at.as_mut() {
                     let reply: Option<StreamReadReply> = redis::cmd("XREAD")
                         .arg("COUNT")
                         .arg(1000)
