@@ -399,6 +399,20 @@ async fn denials(front: Front) {
     )
     .await;
 
+    // A wrong secret for a real x-api-key key id: 401 without a challenge (keygate's answer for
+    // this scheme), and the proxy adds none.
+    let toon = h.key("toon", "acme", None).await;
+    let mut wrong = toon.key.clone();
+    wrong.replace_range(wrong.len() - 4.., "zzzz");
+    s.deny(
+        "wrong secret",
+        ("GET", "/v1/x?case=wrong-secret", &[("x-api-key", &wrong)]),
+        401,
+        None,
+        unauthorized(),
+    )
+    .await;
+
     let scope_body = json!({"error": "forbidden", "message": "API key lacks scope tokens:write"});
     s.deny(
         "scope",
@@ -417,9 +431,58 @@ async fn denials(front: Front) {
         ),
         403,
         SCOPE_CHALLENGE,
-        scope_body,
+        scope_body.clone(),
     )
     .await;
+
+    // The original method and URI keygate sees are the proxy's, whatever the client claims.
+    s.deny(
+        "spoofed X-Original-URI and X-Original-Method",
+        (
+            "POST",
+            "/v1/tokens?case=spoofed-original",
+            &[
+                ("authorization", &b),
+                ("x-original-uri", "/v1/account/usage"),
+                ("x-original-method", "GET"),
+            ],
+        ),
+        403,
+        SCOPE_CHALLENGE,
+        scope_body.clone(),
+    )
+    .await;
+    if front == Front::Nginx {
+        // nginx would pass `/v1%2Ftokens` to keygate (which keeps %2F encoded, so the catch-all
+        // route would allow it) and to the upstream as sent: the shipped config refuses it.
+        for path in [
+            "/v1%2Ftokens?case=escaped-slash",
+            "/v1%5ctokens?case=escaped-backslash",
+        ] {
+            s.deny(
+                "escaped slash",
+                ("POST", path, &[("authorization", &b)]),
+                400,
+                None,
+                json!({"error": "bad_request", "message": "Encoded slashes are not allowed in the path"}),
+            )
+            .await;
+        }
+    } else {
+        // Envoy decodes %2F before authorizing and forwards what it authorized.
+        s.deny(
+            "scope, escaped slash",
+            (
+                "POST",
+                "/v1%2Ftokens?case=escaped-slash",
+                &[("authorization", &b)],
+            ),
+            403,
+            SCOPE_CHALLENGE,
+            scope_body.clone(),
+        )
+        .await;
+    }
 
     // Revoked: the same key passes, then is refused once revoked.
     let gone = h.key("live", "other", None).await;
@@ -512,7 +575,7 @@ async fn denials(front: Front) {
         Vec::<String>::new(),
         "{front:?}: denied requests reached the upstream"
     );
-    assert_no_secret(&s, &[&live.key, &gone.key]);
+    assert_no_secret(&s, &[&live.key, &gone.key, &toon.key]);
 }
 
 /// keygate unreachable: the proxy fails closed with 503, never reaching the upstream.
