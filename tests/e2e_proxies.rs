@@ -596,12 +596,16 @@ async fn fails_closed(front: Front) {
         r.header("x-echo").is_none(),
         "{front:?}: reached the upstream"
     );
-    if front == Front::Nginx {
-        assert_eq!(
-            r.json(),
-            json!({"error": "unavailable", "message": "Authorization service unavailable"})
-        );
-    }
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json"),
+        "{front:?}"
+    );
+    assert_eq!(
+        r.json(),
+        json!({"error": "unavailable", "message": "Authorization service unavailable"}),
+        "{front:?}"
+    );
     // The public route does not depend on keygate.
     s.pass("GET", "/healthz", &[]).await;
     assert!(s.proxy.alive());
