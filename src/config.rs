@@ -117,6 +117,18 @@ pub struct RawStore {
     /// Redis backend: change-log entries kept (older ones are trimmed; a sidecar that falls
     /// further behind reloads the whole table).
     pub max_changes: Option<u64>,
+    /// Redis backend: CA certificate (PEM) for `rediss://` servers with a private CA.
+    pub tls_ca_file: Option<String>,
+    /// Redis backend: find the primary through Sentinel.
+    pub sentinel: Option<RawSentinel>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawSentinel {
+    /// The master's name in Sentinel's config.
+    pub master: String,
+    /// `redis://host:port` of each sentinel.
+    pub urls: Vec<String>,
 }
 
 fn default_backend() -> String {
@@ -132,6 +144,8 @@ impl Default for RawStore {
             read_url: None,
             namespace: None,
             max_changes: None,
+            tls_ca_file: None,
+            sentinel: None,
         }
     }
 }
@@ -304,6 +318,10 @@ pub enum StoreSettings {
         read_url: Option<String>,
         namespace: String,
         max_changes: u64,
+        /// PEM file of the CA that signed the Redis servers' certificates (`rediss://`).
+        tls_ca_file: Option<PathBuf>,
+        /// Sentinel: master name and sentinel URLs; the primary is whatever they name.
+        sentinel: Option<(String, Vec<String>)>,
     },
 }
 
@@ -454,6 +472,8 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
                 ("store.read_url", raw.store.read_url.is_some()),
                 ("store.namespace", raw.store.namespace.is_some()),
                 ("store.max_changes", raw.store.max_changes.is_some()),
+                ("store.tls_ca_file", raw.store.tls_ca_file.is_some()),
+                ("store.sentinel", raw.store.sentinel.is_some()),
             ] {
                 if set {
                     push(problems, f, "only used with backend: redis");
@@ -504,11 +524,32 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
             if max_changes == 0 {
                 push(problems, "store.max_changes", "must be at least 1");
             }
+            if let Some(s) = &raw.store.sentinel {
+                if s.master.is_empty() {
+                    push(problems, "store.sentinel.master", "must not be empty");
+                }
+                if s.urls.is_empty() {
+                    push(
+                        problems,
+                        "store.sentinel.urls",
+                        "name at least one sentinel",
+                    );
+                }
+                for (i, u) in s.urls.iter().enumerate() {
+                    redis_url(&format!("store.sentinel.urls[{i}]"), u, problems);
+                }
+            }
             StoreSettings::Redis {
                 url,
                 read_url: raw.store.read_url.clone(),
                 namespace,
                 max_changes,
+                tls_ca_file: raw.store.tls_ca_file.as_ref().map(PathBuf::from),
+                sentinel: raw
+                    .store
+                    .sentinel
+                    .as_ref()
+                    .map(|s| (s.master.clone(), s.urls.clone())),
             }
         }
         other => {

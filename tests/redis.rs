@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::redis_server::RedisServer;
+use common::redis_server::{RedisServer, Sentinel};
 use common::{Harness, wait_until};
 
 async fn status(h: &Harness, key: &str) -> u16 {
@@ -283,4 +283,94 @@ async fn reads_from_a_replica_and_writes_to_the_primary() {
     assert_eq!(on_primary, 1);
     h.manager.revoke_key("test", &k.id).await.unwrap();
     wait_status(&h, &k.key, 401).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_private_ca() {
+    let (redis, ca) = RedisServer::start_tls();
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let extra = format!("  tls_ca_file: {}\n", ca.display());
+    let h = Harness::start_redis(&url, &extra, true).await;
+    let k = h.key("live", "acme", None).await;
+    assert_eq!(status(&h, &k.key).await, 200);
+    let n: i64 = redis.cmd(&["HLEN", "{keygate}:keys"]);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinel_finds_the_primary_after_a_failover() {
+    let primary = RedisServer::start();
+    let replica = RedisServer::replica_of(&primary);
+    let sentinel = Sentinel::start(&primary);
+    wait_until(
+        "sentinel to see the replica",
+        Duration::from_secs(20),
+        || async { sentinel.replicas() == 1 },
+    )
+    .await;
+    let extra = format!(
+        "  sentinel:\n    master: mymaster\n    urls: [{}]\n",
+        sentinel.url()
+    );
+    // The URL's address is not used with Sentinel: point it nowhere to prove it.
+    let h = Harness::start_redis("redis://127.0.0.1:1/0", &extra, true).await;
+    let k1 = h.key("live", "acme", None).await;
+    assert_eq!(status(&h, &k1.key).await, 200);
+    // Fail over only once the replica holds the write.
+    wait_until("the replica to sync", Duration::from_secs(20), || async {
+        let n: i64 = replica.cmd(&["HLEN", "{keygate}:keys"]);
+        n == 1
+    })
+    .await;
+
+    wait_until(
+        "sentinel to accept a failover",
+        Duration::from_secs(30),
+        || async { sentinel.failover() },
+    )
+    .await;
+    wait_until(
+        "the replica to be promoted",
+        Duration::from_secs(30),
+        || async { sentinel.master_port() == Some(replica.port) },
+    )
+    .await;
+    // Sentinel then turns the old primary into a replica; until it has, a client that still
+    // talks to it could write there (Redis' own split-brain window), so wait for that.
+    wait_until(
+        "the old primary to become a replica",
+        Duration::from_secs(30),
+        || async {
+            let info: String = primary.cmd(&["INFO", "replication"]);
+            info.contains("role:slave")
+        },
+    )
+    .await;
+    // Writes now reach the new primary (the old one refuses them as a replica).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let k2 = loop {
+        let r = h
+            .manager
+            .create_key(
+                "test",
+                keygate::admin::manage::CreateKey {
+                    account: "acme".into(),
+                    scheme: Some("live".into()),
+                    ..Default::default()
+                },
+            )
+            .await;
+        match r {
+            Ok(c) => break c,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "no write after failover: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll interval, bounded by the deadline
+    };
+    let n: i64 = replica.cmd(&["HLEN", "{keygate}:keys"]);
+    assert_eq!(n, 2);
+    wait_status(&h, &k2.key, 200).await;
+    assert_eq!(status(&h, &k1.key).await, 200);
 }

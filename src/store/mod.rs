@@ -54,12 +54,27 @@ impl Store {
                 read_url,
                 namespace,
                 max_changes,
-            } => Ok(Store::Redis(Box::new(redis::RedisStore::new(
-                url,
-                read_url.as_deref(),
-                namespace,
-                *max_changes,
-            )?))),
+                tls_ca_file,
+                sentinel,
+            } => {
+                let ca_pem = match tls_ca_file {
+                    Some(p) => Some(std::fs::read(p).map_err(|source| StoreError::Io {
+                        path: p.clone(),
+                        source,
+                    })?),
+                    None => None,
+                };
+                Ok(Store::Redis(Box::new(redis::RedisStore::new(
+                    redis::RedisOptions {
+                        url,
+                        read_url: read_url.as_deref(),
+                        namespace,
+                        max_changes: *max_changes,
+                        ca_pem,
+                        sentinel: sentinel.clone(),
+                    },
+                )?)))
+            }
         }
     }
 

@@ -61,13 +61,86 @@ struct ChangeData {
     accounts: Vec<Account>,
 }
 
+/// How to reach the primary and the nodes: the URL's address, or whatever address Sentinel
+/// names for the master, with the URL's credentials, database and TLS settings.
+#[derive(Clone)]
+pub struct Target {
+    info: redis::ConnectionInfo,
+    ca_pem: Option<Vec<u8>>,
+    sentinel: Option<(String, Vec<redis::Client>)>,
+}
+
+impl Target {
+    fn client(&self, info: redis::ConnectionInfo) -> Result<redis::Client, StoreError> {
+        let r = match &self.ca_pem {
+            Some(ca) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                },
+            ),
+            None => redis::Client::open(info),
+        };
+        r.map_err(|_| {
+            StoreError::Redis("cannot build a redis client from the configured URL".into())
+        })
+    }
+
+    /// The primary's client, asking Sentinel (each sentinel in turn) where it is.
+    async fn primary(&self) -> Result<redis::Client, StoreError> {
+        let Some((master, sentinels)) = &self.sentinel else {
+            return self.client(self.info.clone());
+        };
+        for s in sentinels {
+            let Ok(mut con) = s.get_multiplexed_async_connection().await else {
+                continue;
+            };
+            let addr: redis::RedisResult<Option<(String, u16)>> = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(master)
+                .query_async(&mut con)
+                .await;
+            if let Ok(Some((host, port))) = addr {
+                let addr = match self.info.addr() {
+                    redis::ConnectionAddr::TcpTls {
+                        insecure,
+                        tls_params,
+                        ..
+                    } => redis::ConnectionAddr::TcpTls {
+                        host,
+                        port,
+                        insecure: *insecure,
+                        tls_params: tls_params.clone(),
+                    },
+                    _ => redis::ConnectionAddr::Tcp(host, port),
+                };
+                return self.client(self.info.clone().set_addr(addr));
+            }
+        }
+        Err(StoreError::RedisUnavailable(format!(
+            "no sentinel knows master `{master}`"
+        )))
+    }
+}
+
+/// Connection settings of the Redis backend, from the config.
+pub struct RedisOptions<'a> {
+    pub url: &'a str,
+    pub read_url: Option<&'a str>,
+    pub namespace: &'a str,
+    pub max_changes: u64,
+    pub ca_pem: Option<Vec<u8>>,
+    pub sentinel: Option<(String, Vec<String>)>,
+}
+
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    read_client: redis::Client,
+    target: Target,
+    read_target: Option<Target>,
     ns: String,
     max_len: u64,
-    conn: Arc<tokio::sync::OnceCell<ConnectionManager>>,
+    conn: Arc<tokio::sync::Mutex<Option<ConnectionManager>>>,
     script: Arc<redis::Script>,
 }
 
@@ -81,31 +154,18 @@ impl std::fmt::Debug for RedisStore {
 }
 
 fn err(e: redis::RedisError) -> StoreError {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
+    // After a failover the old primary answers writes with READONLY: look for the new one.
+    let readonly = e.code() == Some("READONLY");
+    if e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || readonly
+    {
         StoreError::RedisUnavailable(e.to_string())
     } else {
         StoreError::Redis(e.to_string())
     }
-}
-
-/// Retries an operation that failed because Redis was unreachable: the connection manager
-/// reconnects in the background after a failure, so the next attempt usually succeeds.
-async fn retry<T, F, Fut>(mut f: F) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let mut delay = Duration::from_millis(50);
-    for _ in 0..4 {
-        match f().await {
-            Err(StoreError::RedisUnavailable(_)) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            r => return r,
-        }
-    }
-    f().await
 }
 
 fn bad_json(what: &str, e: serde_json::Error) -> StoreError {
@@ -116,27 +176,55 @@ fn bad_json(what: &str, e: serde_json::Error) -> StoreError {
 }
 
 impl RedisStore {
-    pub fn new(
-        url: &str,
-        read_url: Option<&str>,
-        ns: &str,
-        max_len: u64,
-    ) -> Result<RedisStore, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|_| StoreError::Redis("invalid redis URL".into()))?;
-        let read_client = match read_url {
-            Some(u) => redis::Client::open(u)
-                .map_err(|_| StoreError::Redis("invalid redis read URL".into()))?,
-            None => client.clone(),
+    pub fn new(o: RedisOptions<'_>) -> Result<RedisStore, StoreError> {
+        // rediss:// needs a process-wide rustls provider; keygate uses ring. Installing twice is
+        // harmless (the first one stays).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let info = |u: &str, what: &str| {
+            redis::IntoConnectionInfo::into_connection_info(u)
+                .map_err(|_| StoreError::Redis(format!("invalid redis {what}")))
+        };
+        let sentinel = match &o.sentinel {
+            None => None,
+            Some((master, urls)) => Some((
+                master.clone(),
+                urls.iter()
+                    .map(|u| {
+                        redis::Client::open(u.as_str())
+                            .map_err(|_| StoreError::Redis("invalid sentinel URL".into()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            )),
+        };
+        let target = Target {
+            info: info(o.url, "URL")?,
+            ca_pem: o.ca_pem.clone(),
+            sentinel,
+        };
+        let read_target = match o.read_url {
+            Some(u) => Some(Target {
+                info: info(u, "read URL")?,
+                ca_pem: o.ca_pem,
+                sentinel: None,
+            }),
+            None => None,
         };
         Ok(RedisStore {
-            client,
-            read_client,
-            ns: ns.to_string(),
-            max_len,
-            conn: Arc::new(tokio::sync::OnceCell::new()),
+            target,
+            read_target,
+            ns: o.namespace.to_string(),
+            max_len: o.max_changes,
+            conn: Arc::new(tokio::sync::Mutex::new(None)),
             script: Arc::new(redis::Script::new(CAS_WRITE)),
         })
+    }
+
+    /// The client the follower reads from: the read URL, or the primary.
+    async fn read_client(&self) -> Result<redis::Client, StoreError> {
+        match &self.read_target {
+            Some(t) => t.primary().await,
+            None => self.target.primary().await,
+        }
     }
 
     fn k(&self, name: &str) -> String {
@@ -153,15 +241,46 @@ impl RedisStore {
 
     /// The write connection (to the primary); reconnects by itself after a failure.
     async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        self.conn
-            .get_or_try_init(|| async {
-                self.client
-                    .get_connection_manager_with_config(Self::manager_config())
-                    .await
-                    .map_err(err)
-            })
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let client = self.target.primary().await?;
+        let c = client
+            .get_connection_manager_with_config(Self::manager_config())
             .await
-            .cloned()
+            .map_err(err)?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Retries an operation that failed because Redis was unreachable: the connection manager
+    /// reconnects in the background after a failure (and with Sentinel the primary is looked
+    /// up again), so a later attempt usually succeeds.
+    async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..5 {
+            match f().await {
+                Err(StoreError::RedisUnavailable(_)) => {
+                    self.reset().await;
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                r => return r,
+            }
+        }
+        f().await
+    }
+
+    /// Forgets the write connection so the next call finds the primary again (Sentinel).
+    async fn reset(&self) {
+        if self.target.sentinel.is_some() {
+            *self.conn.lock().await = None;
+        }
     }
 
     fn parse_key(js: &str) -> Result<KeyRecord, StoreError> {
@@ -233,7 +352,8 @@ impl RedisStore {
 
     pub async fn load(&self) -> Result<State, StoreError> {
         let mut con = self
-            .read_client
+            .read_client()
+            .await?
             .get_multiplexed_async_connection()
             .await
             .map_err(err)?;
@@ -435,36 +555,37 @@ impl RedisStore {
     }
 
     pub async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        retry(|| self.get_key_once(id)).await
+        self.retry(|| self.get_key_once(id)).await
     }
 
     pub async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
-        retry(|| self.get_account_once(id)).await
+        self.retry(|| self.get_account_once(id)).await
     }
 
     pub async fn keys_of(&self, account: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        retry(|| self.keys_of_once(account)).await
+        self.retry(|| self.keys_of_once(account)).await
     }
 
     pub async fn digest_exists(&self, hex: &str) -> Result<bool, StoreError> {
-        retry(|| self.digest_exists_once(hex)).await
+        self.retry(|| self.digest_exists_once(hex)).await
     }
 
     pub async fn usage(
         &self,
         ids: &[String],
     ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
-        retry(|| self.usage_once(ids)).await
+        self.retry(|| self.usage_once(ids)).await
     }
 
     pub async fn audit(&self, account: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
-        retry(|| self.audit_once(account)).await
+        self.retry(|| self.audit_once(account)).await
     }
 
     /// Applies one change. A retry after a lost reply may find the change already made:
     /// a create then fails as a duplicate, a revocation is simply repeated.
     pub async fn apply(&self, change: Change, event: AuditEvent) -> Result<u64, StoreError> {
-        retry(|| self.apply_once(change.clone(), event.clone())).await
+        self.retry(|| self.apply_once(change.clone(), event.clone()))
+            .await
     }
 
     pub async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
@@ -505,7 +626,8 @@ impl RedisStore {
         loop {
             let session = async {
                 let mut con = self
-                    .read_client
+                    .read_client()
+                    .await?
                     .get_multiplexed_async_connection_with_config(&cfg)
                     .await
                     .map_err(err)?;

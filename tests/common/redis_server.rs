@@ -10,6 +10,10 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     replica_of: Option<u16>,
+    /// Extra `redis-server` arguments (TLS).
+    extra: Vec<String>,
+    /// Connect over TLS with this CA for the helper's own commands.
+    tls: bool,
 }
 
 pub fn free_port() -> u16 {
@@ -43,6 +47,8 @@ impl RedisServer {
             dir: tempfile::tempdir().unwrap(),
             child: None,
             replica_of: None,
+            extra: Vec::new(),
+            tls: false,
         }
     }
 
@@ -64,12 +70,98 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// A TLS-only server (plain port off) with a certificate for 127.0.0.1 signed by a fresh
+    /// CA; returns it and the CA's PEM path.
+    pub fn start_tls() -> (RedisServer, PathBuf) {
+        let mut r = RedisServer::unstarted();
+        let d = r.dir.path().to_path_buf();
+        let ossl = |args: &[&str]| {
+            let st = Command::new("openssl")
+                .args(args)
+                .current_dir(&d)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl is needed for the TLS test");
+            assert!(st.success(), "openssl {args:?}");
+        };
+        ossl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=keygate test CA",
+        ]);
+        ossl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        ossl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        let p = |f: &str| d.join(f).display().to_string();
+        r.extra = vec![
+            "--tls-port".into(),
+            r.port.to_string(),
+            "--port".into(),
+            "0".into(),
+            "--tls-cert-file".into(),
+            p("server.pem"),
+            "--tls-key-file".into(),
+            p("server.key"),
+            "--tls-ca-cert-file".into(),
+            p("ca.pem"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        r.tls = true;
+        r.restart();
+        (r, d.join("ca.pem"))
+    }
+
     /// Starts (again) on the same port and directory; waits until it answers PING and has
     /// loaded its AOF.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
+        let port_args = if self.tls {
+            vec![]
+        } else {
+            vec!["--port".to_string(), self.port.to_string()]
+        };
         let child = Command::new(redis_bin())
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(port_args)
+            .args(["--bind", "127.0.0.1"])
             .args([
                 "--appendonly",
                 "yes",
@@ -80,6 +172,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .args(match self.replica_of {
                 Some(p) => vec!["--replicaof".to_string(), "127.0.0.1".into(), p.to_string()],
                 None => vec![],
@@ -111,6 +204,15 @@ impl RedisServer {
     }
 
     pub fn client(&self) -> redis::Client {
+        if self.tls {
+            let ca = std::fs::read(self.dir.path().join("ca.pem")).unwrap();
+            let url = format!("rediss://127.0.0.1:{}/0", self.port);
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca),
+            };
+            return redis::Client::build_with_tls(url.as_str(), certs).unwrap();
+        }
         redis::Client::open(self.url()).unwrap()
     }
 
@@ -128,5 +230,97 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A real Redis Sentinel watching `primary` as `mymaster`.
+pub struct Sentinel {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Sentinel {
+    pub fn start(primary: &RedisServer) -> Sentinel {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
+                dir.path().display(),
+                primary.port
+            ),
+        )
+        .unwrap();
+        let child = Command::new(redis_bin())
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Sentinel {
+            port,
+            _dir: dir,
+            child,
+        };
+        let end = Instant::now() + Duration::from_secs(20);
+        while s.master_port().is_none() {
+            assert!(Instant::now() < end, "sentinel did not start");
+            std::thread::sleep(Duration::from_millis(20)); // poll interval, bounded by the deadline
+        }
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port Sentinel currently names as the master.
+    pub fn master_port(&self) -> Option<u16> {
+        let mut c = redis::Client::open(self.url())
+            .ok()?
+            .get_connection()
+            .ok()?;
+        let r: Option<(String, u16)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg("mymaster")
+            .query(&mut c)
+            .ok()?;
+        r.map(|(_, p)| p)
+    }
+
+    /// Number of replicas Sentinel knows for the master.
+    pub fn replicas(&self) -> usize {
+        let Ok(mut c) = redis::Client::open(self.url()).unwrap().get_connection() else {
+            return 0;
+        };
+        let r: redis::RedisResult<Vec<redis::Value>> = redis::cmd("SENTINEL")
+            .arg("replicas")
+            .arg("mymaster")
+            .query(&mut c);
+        r.map_or(0, |v| v.len())
+    }
+
+    /// Asks for a failover; Sentinel refuses until it has fresh information on a replica.
+    pub fn failover(&self) -> bool {
+        let Ok(mut c) = redis::Client::open(self.url()).unwrap().get_connection() else {
+            return false;
+        };
+        let r: redis::RedisResult<()> = redis::cmd("SENTINEL")
+            .arg("failover")
+            .arg("mymaster")
+            .query(&mut c);
+        r.is_ok()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
