@@ -163,7 +163,7 @@ async fn denials_match_across_frontends() {
         "GET",
         "/v1/x",
         &[("x-api-key", "toon_nope")],
-        &unauthorized(INVALID),
+        &unauthorized(None),
     )
     .await;
     assert_all(
@@ -213,8 +213,9 @@ async fn denials_match_across_frontends() {
         ),
     };
     assert_all(&h, "POST", "/v1/tokens", &[("authorization", &b)], &scope).await;
-    // percent-encoding does not dodge the scoped route
+    // percent-encoding and encoded slashes do not dodge the scoped route
     assert_all(&h, "POST", "/v1/%74okens", &[("authorization", &b)], &scope).await;
+    assert_all(&h, "POST", "/v1%2Ftokens", &[("authorization", &b)], &scope).await;
 
     // account: past due, and a plan without API access
     h.manager
@@ -304,7 +305,7 @@ async fn denials_match_across_frontends() {
     let m = h.http("GET", "/metrics", &[]).await;
     for line in [
         r#"keygate_decisions_total{frontend="envoy_grpc",reason="missing",result="deny"} 2"#,
-        r#"keygate_decisions_total{frontend="nginx",reason="scope",result="deny"} 2"#,
+        r#"keygate_decisions_total{frontend="nginx",reason="scope",result="deny"} 3"#,
         r#"keygate_decisions_total{frontend="envoy_http",reason="revoked",result="deny"} 1"#,
         r#"keygate_decisions_total{frontend="envoy_http",reason="expired",result="deny"} 1"#,
         r#"keygate_decisions_total{frontend="nginx",reason="account",result="deny"} 2"#,

@@ -60,7 +60,8 @@ impl Reason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub reason: Reason,
-    /// Answer with a Bearer challenge (the route accepts, or the client used, a Bearer scheme).
+    /// Answer with a Bearer challenge: the client presented a Bearer token, or presented
+    /// nothing on a route that accepts a Bearer scheme.
     pub bearer: bool,
     /// A credential was presented (adds `error="invalid_token"` to the challenge).
     pub presented: bool,
@@ -216,7 +217,7 @@ pub fn decide<'r, H: Headers + ?Sized>(
         Ok(p) => p,
         Err(CredentialError::Missing) => return deny(Reason::Missing, route_bearer, false),
         Err(CredentialError::Malformed { bearer }) => {
-            return deny(Reason::Malformed, bearer || route_bearer, true);
+            return deny(Reason::Malformed, bearer, true);
         }
     };
     let unknown = || deny(Reason::Unknown, p.bearer, true);

@@ -66,10 +66,13 @@ pub struct Request<'a, H: ?Sized> {
 
 /// Reduces a request target to the normalized path that route matching sees: the query is
 /// dropped, an absolute-form URI loses its scheme and authority, percent-encoded unreserved
-/// characters are decoded, repeated slashes collapse, and `.`/`..` segments are resolved.
+/// characters are decoded, `%2F`, `%5C` and `\` become `/`, repeated slashes collapse, and
+/// `.`/`..` segments are resolved.
 ///
 /// Upstreams commonly normalize this way, so matching the raw string would let
-/// `/v1/%74okens` or `/v1/./tokens` slip past a scoped route into a catch-all.
+/// `/v1/%74okens`, `/v1%2Ftokens` or `/v1/./tokens` slip past a scoped route into a
+/// catch-all. Reading an encoded slash as a slash is the strict choice: an upstream that keeps
+/// it encoded sees a path the decoded one only narrows.
 /// Returns `None` for a target that is not a path (no leading `/`, control bytes, bad escapes).
 pub fn normalize_path(target: &str) -> Option<Cow<'_, str>> {
     let mut t = target;
@@ -85,11 +88,11 @@ pub fn normalize_path(target: &str) -> Option<Cow<'_, str>> {
     if !p.starts_with('/') || p.bytes().any(|b| b < 0x21 || b == 0x7f) {
         return None;
     }
-    let simple = !p.contains('%') && !p.contains("//") && !p.contains("/.");
+    let simple = !p.contains(['%', '\\']) && !p.contains("//") && !p.contains("/.");
     if simple {
         return Some(Cow::Borrowed(p));
     }
-    let decoded = decode_unreserved(p)?;
+    let decoded = decode_unreserved(p)?.replace('\\', "/");
     let mut segments: Vec<&str> = Vec::new();
     for seg in decoded.split('/').skip(1) {
         match seg {
@@ -122,6 +125,8 @@ fn decode_unreserved(p: &str) -> Option<String> {
             let c = (h * 16 + l) as u8;
             if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
                 out.push(c as char);
+            } else if c == b'/' || c == b'\\' {
+                out.push('/');
             } else {
                 out.push('%');
                 out.push(b[i + 1].to_ascii_uppercase() as char);
@@ -149,7 +154,12 @@ mod tests {
         assert_eq!(n("/v2/../v1/tokens/").as_deref(), Some("/v1/tokens/"));
         assert_eq!(n("//v1//tokens").as_deref(), Some("/v1/tokens"));
         assert_eq!(n("/../..").as_deref(), Some("/"));
-        assert_eq!(n("/a%2Fb").as_deref(), Some("/a%2Fb"));
+        assert_eq!(n("/a%3Fb").as_deref(), Some("/a%3Fb"));
+        assert_eq!(n("/v1%2Ftokens").as_deref(), Some("/v1/tokens"));
+        assert_eq!(n("/v1%2ftokens%2F7").as_deref(), Some("/v1/tokens/7"));
+        assert_eq!(n("/v1%5Ctokens").as_deref(), Some("/v1/tokens"));
+        assert_eq!(n("/v1\\tokens").as_deref(), Some("/v1/tokens"));
+        assert_eq!(n("/public%2F..%2Fadmin").as_deref(), Some("/admin"));
         assert_eq!(n("http://h.example/v1/x").as_deref(), Some("/v1/x"));
         assert_eq!(n("HTTPS://h.example").as_deref(), Some("/"));
         assert_eq!(n("v1/tokens"), None);
