@@ -25,6 +25,7 @@ struct Seen {
 }
 
 /// A client of one keygate's admin and HTTP listeners that keeps every response it sees.
+#[derive(Clone)]
 struct Api {
     admin: SocketAddr,
     http: SocketAddr,
@@ -947,6 +948,10 @@ async fn bad_requests_are_refused_with_400_and_change_nothing() {
             "{method} {uri} {body:?}: message does not name {word}: {msg}"
         );
     }
+    // A body over 64 KiB.
+    let big = json!({"account": "acme", "name": "n".repeat(70 * 1024)}).to_string();
+    api.err("POST", "/api/keys", Some(&big), 413, "bad_request")
+        .await;
     // Nothing changed: one key, unrotated; the account as set; two audit events.
     let list = api.ok("GET", "/api/keys", None, 200).await;
     assert_eq!(ids(&list), [id.as_str()]);
@@ -1023,11 +1028,9 @@ async fn unknown_keys_and_accounts_are_404() {
     api.assert_no_key_leaked();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn key_limit_applies_at_the_boundary() {
-    let h = Harness::start().await;
-    let log = new_log();
-    let api = Api::new(&h, &log);
+/// The plan's `max_keys` (starter: 4) at the boundary, under concurrent creation, and counting
+/// only active keys.
+async fn key_limit_scenario(api: &Api) {
     api.ok(
         "PUT",
         "/api/accounts/small",
@@ -1084,5 +1087,61 @@ async fn key_limit_applies_at_the_boundary() {
             "key.created"
         ]
     );
+
+    // Concurrent creations: exactly the plan's number succeed.
+    api.ok(
+        "PUT",
+        "/api/accounts/racing",
+        Some(r#"{"plan":"starter"}"#),
+        200,
+    )
+    .await;
+    let racing = r#"{"account":"racing","scheme":"live"}"#;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let api = api.clone();
+        set.spawn(async move { api.call("POST", "/api/keys", Some(racing)).await.status });
+    }
+    let mut statuses = set.join_all().await;
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 201, 201, 201, 409, 409, 409, 409, 409, 409]);
+    assert_eq!(
+        ids(&api.ok("GET", "/api/keys?account=racing", None, 200).await).len(),
+        4
+    );
+
+    // An expired key no longer counts.
+    api.ok(
+        "PUT",
+        "/api/accounts/brief",
+        Some(r#"{"plan":"starter"}"#),
+        200,
+    )
+    .await;
+    let brief = r#"{"account":"brief","scheme":"live"}"#;
+    for _ in 0..3 {
+        api.ok("POST", "/api/keys", Some(brief), 201).await;
+    }
+    let soon = rfc3339(unix_now() + 3);
+    let body = json!({"account": "brief", "scheme": "live", "expiresAt": soon}).to_string();
+    let short = api.ok("POST", "/api/keys", Some(&body), 201).await;
+    api.err("POST", "/api/keys", Some(brief), 409, "key_limit_reached")
+        .await;
+    api.wait_auth(short["key"].as_str().unwrap(), "/v1/x", 401)
+        .await;
+    api.ok("POST", "/api/keys", Some(brief), 201).await;
     api.assert_no_key_leaked();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_limit_applies_at_the_boundary_on_file_store() {
+    let h = Harness::start().await;
+    key_limit_scenario(&Api::new(&h, &new_log())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_limit_applies_at_the_boundary_on_redis() {
+    let redis = RedisServer::start();
+    let h = Harness::start_redis(&redis.url(), "", true).await;
+    key_limit_scenario(&Api::new(&h, &new_log())).await;
 }
