@@ -37,6 +37,8 @@ enum Command {
     Serve,
     /// Validate the config and exit.
     CheckConfig,
+    /// Exit 0 if the running keygate's HTTP listener answers /healthz (container health checks).
+    Health,
     /// Manage keys.
     #[command(subcommand)]
     Keys(Keys),
@@ -142,6 +144,9 @@ fn main() -> ExitCode {
         println!("{}: ok", cli.config.display());
         return ExitCode::SUCCESS;
     }
+    if let Command::Health = cli.command {
+        return health(&settings);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -239,7 +244,7 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
         }
         Command::Usage { account } => m.usage(&account).await,
         Command::Audit { account } => m.audit(account.as_deref()).await,
-        Command::Serve | Command::CheckConfig => unreachable!("handled above"),
+        Command::Serve | Command::CheckConfig | Command::Health => unreachable!("handled above"),
     };
     match result {
         Ok(v) => {
@@ -278,4 +283,31 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// One plain HTTP/1.0 request to `/healthz`; no client library needed for a probe.
+fn health(settings: &Settings) -> ExitCode {
+    use std::io::{Read, Write};
+    let Some(mut addr) = settings.http else {
+        eprintln!("keygate: listen.http is not configured");
+        return ExitCode::FAILURE;
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let ok = std::net::TcpStream::connect_timeout(&addr, timeout).and_then(|mut s| {
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n")?;
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf)?;
+        Ok(buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.0 200"))
+    });
+    match ok {
+        Ok(true) => ExitCode::SUCCESS,
+        _ => {
+            eprintln!("keygate: {addr}/healthz did not answer 200");
+            ExitCode::FAILURE
+        }
+    }
 }

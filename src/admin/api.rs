@@ -98,6 +98,14 @@ where
     } else {
         bytes
     };
+    // Structs also deserialize from arrays; the API takes objects only.
+    if !bytes.trim_ascii_start().starts_with(b"{") {
+        return Err(plain_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body must be a JSON object",
+        ));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         // serde's message names the field and position, never echoes values it did not expect.
         plain_error(
@@ -155,8 +163,21 @@ where
     let m = &admin.manager;
     let actor = admin.label.as_str();
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path().to_string();
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let decoded: Option<Vec<String>> = parts
+        .uri
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    let Some(decoded) = decoded else {
+        return Ok(plain_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the path is not valid percent-encoded UTF-8",
+        ));
+    };
+    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let out: Result<(StatusCode, serde_json::Value), Response<Body>> =
         match (&parts.method, segs.as_slice()) {
             (&Method::POST, ["api", "keys"]) => match read_json::<CreateKey, _>(body).await {
@@ -235,4 +256,35 @@ where
         Ok((status, v)) => json_response(status, &v),
         Err(r) => r,
     })
+}
+
+/// Decodes one path segment (`%40` → `@`); `None` for a bad escape or non-UTF-8.
+fn percent_decode(seg: &str) -> Option<String> {
+    let b = seg.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(super::percent_decode("a%40b%3Ac").as_deref(), Some("a@b:c"));
+        assert_eq!(super::percent_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(super::percent_decode("%zz"), None);
+        assert_eq!(super::percent_decode("%ff"), None);
+        assert_eq!(super::percent_decode("%4"), None);
+    }
 }

@@ -257,7 +257,7 @@ impl Manager {
         now: i64,
     ) -> Result<Option<i64>, ManageError> {
         if let Some(n) = name
-            && (n.len() > 200 || n.chars().any(char::is_control))
+            && (n.chars().count() > 200 || n.chars().any(char::is_control))
         {
             return Err(bad("name", "at most 200 characters, no control characters"));
         }
@@ -471,6 +471,9 @@ impl Manager {
         let old = self.store.get_key(id).await?.ok_or(ManageError::NotFound)?;
         if old.revoked_at.is_some() {
             return Err(ManageError::Conflict("the key is revoked".into()));
+        }
+        if old.expires_at.is_some_and(|e| e <= now) {
+            return Err(ManageError::Conflict("the key has expired".into()));
         }
         let si = self.scheme(Some(&old.scheme))?;
         let (mut rec, nk) = self

@@ -490,6 +490,10 @@ impl RedisStore {
             }
             let before = st.clone();
             st.apply(change.clone(), event.clone())?;
+            if st.audit.len() == before.audit.len() {
+                // The rules found nothing to change (a second revocation): nothing to write.
+                return Ok(rev.unwrap_or(0));
+            }
             let mut data = ChangeData::default();
             for (id, k) in &st.keys {
                 if before.keys.get(id) != Some(k) {

@@ -80,6 +80,8 @@ pub enum ChangeError {
     KeyLimit { max: u32 },
     #[error("the key is revoked")]
     KeyRevoked,
+    #[error("the key has expired")]
+    KeyExpired,
 }
 
 impl State {
@@ -107,10 +109,12 @@ impl State {
             }
             Change::RevokeKey { id, at } => {
                 let k = self.keys.get_mut(&id).ok_or(ChangeError::KeyNotFound)?;
-                if k.revoked_at.is_none() {
-                    k.revoked_at = Some(at);
-                    k.version += 1;
+                if k.revoked_at.is_some() {
+                    // Revoking twice changes nothing and records nothing.
+                    return Ok(());
                 }
+                k.revoked_at = Some(at);
+                k.version += 1;
             }
             Change::RotateKey {
                 old_id,
@@ -124,6 +128,9 @@ impl State {
                 let old = self.keys.get_mut(&old_id).ok_or(ChangeError::KeyNotFound)?;
                 if old.revoked_at.is_some() {
                     return Err(ChangeError::KeyRevoked);
+                }
+                if old.expires_at.is_some_and(|e| e <= at) {
+                    return Err(ChangeError::KeyExpired);
                 }
                 match old_expires_at {
                     Some(e) => old.expires_at = Some(old.expires_at.map_or(e, |x| x.min(e))),
