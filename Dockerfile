@@ -1,0 +1,34 @@
+# keygate: API-key authorization sidecar.
+#
+#   docker build -t keygate .
+#   docker run --rm -p 9001:9001 -p 9002:9002 \
+#     -v "$PWD/deploy/keygate.yaml:/etc/keygate/keygate.yaml:ro" keygate
+#
+# The config is read from /etc/keygate/keygate.yaml (KEYGATE_CONFIG); the file store keeps its
+# state in /var/lib/keygate (mount a volume there, or use the Redis backend). Set
+# KEYGATE_ADMIN_TOKEN to start the admin listener.
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+RUN cargo build --release --locked --bin keygate \
+    && strip target/release/keygate
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /var/lib/keygate --create-home keygate
+COPY --from=build /src/target/release/keygate /usr/local/bin/keygate
+COPY deploy/keygate.yaml /etc/keygate/keygate.yaml
+ENV KEYGATE_CONFIG=/etc/keygate/keygate.yaml
+USER keygate
+WORKDIR /var/lib/keygate
+# 9001 Envoy ext_authz gRPC, 9002 HTTP (/auth, /ext_authz, /healthz, /readyz, /metrics),
+# 9003 admin API (only with KEYGATE_ADMIN_TOKEN).
+EXPOSE 9001 9002 9003
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["keygate", "health"]
+ENTRYPOINT ["keygate"]
+CMD ["serve"]
