@@ -106,6 +106,8 @@ enum Keys {
 
 #[derive(Subcommand)]
 enum Accounts {
+    /// Show an account's plan and status.
+    Get { id: String },
     /// Set an account's plan and/or status (active, past_due, disabled).
     Set {
         id: String,
@@ -238,6 +240,7 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
             )
             .await
             .map(|k| serde_json::to_value(&k).unwrap_or_default()),
+        Command::Accounts(Accounts::Get { id }) => m.get_account(&id).await,
         Command::Accounts(Accounts::Set { id, plan, status }) => {
             m.set_account(actor, &id, plan.map(Some), status.as_deref())
                 .await

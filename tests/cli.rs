@@ -115,7 +115,12 @@ async fn cli_changes_reach_the_running_server() {
         ],
     ));
     wait_status(&h, &key, "/v1/account/usage", 403).await;
-    json(&cli(&h, &["accounts", "set", "acme", "--status", "active"]));
+    let set = json(&cli(&h, &["accounts", "set", "acme", "--status", "active"]));
+    assert_eq!(json(&cli(&h, &["accounts", "get", "acme"])), set);
+    assert_eq!(
+        cli(&h, &["accounts", "get", "nobody"]).status.code(),
+        Some(3)
+    );
     wait_status(&h, &key, "/v1/account/usage", 200).await;
 
     // Rotation with grace: both work until the grace ends.
