@@ -77,6 +77,33 @@ pub struct RawConfig {
     pub usage: RawUsage,
     #[serde(default)]
     pub admin: RawAdmin,
+    #[serde(default)]
+    pub shutdown: RawShutdown,
+}
+
+/// Graceful shutdown on SIGTERM.
+#[derive(Debug, Deserialize, Clone)]
+pub struct RawShutdown {
+    /// Seconds `/readyz` answers 503 before the listeners close, so load balancers and
+    /// proxies move traffic elsewhere first.
+    #[serde(default)]
+    pub drain_delay_seconds: f64,
+    /// Longest wait for in-flight requests once the listeners are closed.
+    #[serde(default = "default_drain_timeout")]
+    pub timeout_seconds: f64,
+}
+
+fn default_drain_timeout() -> f64 {
+    10.0
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        RawShutdown {
+            drain_delay_seconds: 0.0,
+            timeout_seconds: default_drain_timeout(),
+        }
+    }
 }
 
 /// Listener addresses; each is `ip:port`.
@@ -362,6 +389,8 @@ pub struct Settings {
     pub failures_per_minute: u32,
     pub flush_interval: Duration,
     pub admin_label: String,
+    pub drain_delay: Duration,
+    pub drain_timeout: Duration,
 }
 
 impl Settings {
@@ -458,6 +487,19 @@ pub fn valid_scope(s: &str) -> bool {
         && s.len() <= 128
         && s.bytes()
             .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// A duration in seconds within [min, 1 hour].
+fn secs(field: &str, v: f64, min: f64, problems: &mut Vec<Problem>) -> Duration {
+    if !(v >= min && v <= 3600.0) {
+        push(
+            problems,
+            field,
+            format!("must be between {min} and 3600 seconds"),
+        );
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(v)
 }
 
 fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
@@ -820,6 +862,18 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
             raw.usage.flush_interval_seconds.clamp(0.01, 3600.0),
         ),
         admin_label: raw.admin.token_label.clone(),
+        drain_delay: secs(
+            "shutdown.drain_delay_seconds",
+            raw.shutdown.drain_delay_seconds,
+            0.0,
+            problems,
+        ),
+        drain_timeout: secs(
+            "shutdown.timeout_seconds",
+            raw.shutdown.timeout_seconds,
+            0.1,
+            problems,
+        ),
     })
 }
 

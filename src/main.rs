@@ -159,15 +159,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(run(cli.command, settings))
+    rt.block_on(run(cli.command, settings, cli.config))
 }
 
-async fn run(command: Command, settings: Settings) -> ExitCode {
+async fn run(command: Command, settings: Settings, config: PathBuf) -> ExitCode {
     if let Command::Serve = command {
         let token = std::env::var("KEYGATE_ADMIN_TOKEN").ok();
         return match keygate::server::start(settings, token).await {
             Ok(running) => {
-                running.run_until(shutdown_signal()).await;
+                serve_signals(&running, &config).await;
+                running.drain_and_shutdown().await;
+                tracing::info!("stopped");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -267,27 +269,37 @@ async fn run(command: Command, settings: Settings) -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Waits for SIGTERM or Ctrl-C; on SIGHUP reloads the config file meanwhile (a valid one is
+/// applied atomically, an invalid one is refused and the running config stays).
+#[cfg(unix)]
+async fn serve_signals(running: &keygate::server::Running, config: &std::path::Path) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => match Settings::load(config) {
+                Ok(s) => match running.reload(s).await {
+                    Ok(()) => tracing::info!(config = %config.display(), "config reloaded"),
+                    Err(e) => tracing::error!(error = %e, "config reload refused; the running config stays"),
+                },
+                Err(e) => tracing::error!(error = %e, "config reload refused; the running config stays"),
+            },
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
+#[cfg(not(unix))]
+async fn serve_signals(_: &keygate::server::Running, _: &std::path::Path) {
+    let _ = tokio::signal::ctrl_c().await;
+}
 /// One plain HTTP/1.0 request to `/healthz`; no client library needed for a probe.
 fn health(settings: &Settings) -> ExitCode {
     use std::io::{Read, Write};

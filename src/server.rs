@@ -29,22 +29,70 @@ pub struct Running {
     pub http: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub authorizer: Arc<Authorizer>,
+    store: Store,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
+/// Why a reloaded config was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0} cannot change without a restart")]
+    NeedsRestart(&'static str),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, flushes usage, and returns.
+    /// Stops accepting, lets in-flight requests finish (bounded), flushes usage, and returns.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let limit = self.authorizer.settings().drain_timeout + std::time::Duration::from_secs(1);
+        let drained = tokio::time::timeout(limit, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("drain time exceeded; closing the remaining connections");
+            self.tasks.shutdown().await;
+        }
     }
 
-    /// Runs until `signal` resolves, then shuts down.
-    pub async fn run_until(self, signal: impl Future<Output = ()>) {
-        signal.await;
-        tracing::info!("shutting down");
+    /// Graceful shutdown: `/readyz` turns 503 at once, traffic has `drain_delay` to move
+    /// elsewhere, then listeners close and in-flight requests finish.
+    pub async fn drain_and_shutdown(self) {
+        self.authorizer
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        let delay = self.authorizer.settings().drain_delay;
+        tracing::info!(
+            delay_ms = delay.as_millis() as u64,
+            "draining: not ready, then shutting down"
+        );
+        tokio::time::sleep(delay).await;
         self.shutdown().await;
+    }
+
+    /// Applies a reloaded config: routes, schemes, plans, identity headers and limits change
+    /// atomically; listeners and the store need a restart and are refused.
+    pub async fn reload(&self, new: Settings) -> Result<(), ReloadError> {
+        let cur = self.authorizer.settings();
+        if (new.grpc, new.http, new.admin) != (cur.grpc, cur.http, cur.admin) {
+            return Err(ReloadError::NeedsRestart("listen"));
+        }
+        if new.store != cur.store {
+            return Err(ReloadError::NeedsRestart("store"));
+        }
+        let new = Arc::new(new);
+        // Build the table under the new schemes before requests see them: both change together.
+        loop {
+            let state = self.store.load().await?;
+            if self.authorizer.replica.install_policy(&new, &state) {
+                break;
+            }
+        }
+        self.authorizer.set_settings(new);
+        Ok(())
     }
 }
 
@@ -126,16 +174,22 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
     }
     if let Some(l) = http_l {
         let a = auth.clone();
-        tasks.spawn(serve_http(l, stopped(stop_rx.clone()), move |req| {
-            crate::frontend::http::handle(a.clone(), req)
-        }));
+        tasks.spawn(serve_http(
+            l,
+            stopped(stop_rx.clone()),
+            settings.drain_timeout,
+            move |req| crate::frontend::http::handle(a.clone(), req),
+        ));
     }
     if let (Some(l), Some(t)) = (admin_l, token) {
         let manager = Manager::new(settings.clone(), store.clone(), Some(replica.clone()));
         let admin = Arc::new(Admin::new(manager, &t, settings.admin_label.clone()));
-        tasks.spawn(serve_http(l, stopped(stop_rx.clone()), move |req| {
-            crate::admin::api::handle(admin.clone(), req)
-        }));
+        tasks.spawn(serve_http(
+            l,
+            stopped(stop_rx.clone()),
+            settings.drain_timeout,
+            move |req| crate::admin::api::handle(admin.clone(), req),
+        ));
     }
     tracing::info!(
         grpc = %opt(grpc),
@@ -149,6 +203,7 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
         http,
         admin,
         authorizer: auth,
+        store,
         stop,
         tasks,
     })
@@ -161,7 +216,7 @@ fn opt(a: Option<SocketAddr>) -> String {
 /// Writes usage counts back every `flush_interval`, and once more at shutdown.
 async fn flush_usage(auth: Arc<Authorizer>, store: Store, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    let mut tick = tokio::time::interval(auth.settings.flush_interval);
+    let mut tick = tokio::time::interval(auth.settings().flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let last = tokio::select! {
@@ -189,6 +244,7 @@ async fn flush_usage(auth: Arc<Authorizer>, store: Store, shutdown: impl Future<
 pub async fn serve_http<F, Fut>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
+    drain_timeout: std::time::Duration,
     handler: F,
 ) where
     F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -223,5 +279,5 @@ pub async fn serve_http<F, Fut>(
         });
     }
     // Bounded drain: connections that do not finish in time are dropped.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+    let _ = tokio::time::timeout(drain_timeout, graceful.shutdown()).await;
 }

@@ -167,7 +167,9 @@ impl UsageCounter {
 }
 
 pub struct Authorizer {
-    pub settings: Arc<Settings>,
+    settings: arc_swap::ArcSwap<Settings>,
+    /// Set when shutdown begins: `/readyz` answers 503 so traffic moves elsewhere first.
+    pub draining: std::sync::atomic::AtomicBool,
     pub replica: Arc<Replica>,
     pub metrics: Arc<Metrics>,
     pub usage: UsageCounter,
@@ -186,12 +188,28 @@ impl Authorizer {
             metrics.clone(),
         );
         Authorizer {
-            settings,
+            settings: arc_swap::ArcSwap::new(settings),
+            draining: std::sync::atomic::AtomicBool::new(false),
             replica,
             metrics,
             usage: UsageCounter::default(),
             verifier,
         }
+    }
+
+    /// The current settings (replaced as a whole by a config reload).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    /// Installs reloaded settings; requests already deciding finish with the old ones.
+    pub fn set_settings(&self, s: Arc<Settings>) {
+        self.settings.store(s);
+    }
+
+    /// Ready to take traffic: the table is loaded and shutdown has not begun.
+    pub fn is_ready(&self) -> bool {
+        self.replica.is_loaded() && !self.draining.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Decides one request and records it.
@@ -202,7 +220,7 @@ impl Authorizer {
     ) -> Decision {
         let start = Instant::now();
         let now = unix_now();
-        let s = &*self.settings;
+        let s = &*self.settings.load();
         let first = {
             let table = self.replica.snapshot();
             let check = Cached {

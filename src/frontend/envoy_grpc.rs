@@ -79,7 +79,7 @@ impl EnvoyGrpc {
     }
 
     fn allow(&self, a: &Allow) -> CheckResponse {
-        let s = &*self.auth.settings;
+        let s = &*self.auth.settings();
         let (set, n) = identity(s, a);
         let set = &set[..n];
         let headers = set

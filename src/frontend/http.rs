@@ -35,7 +35,7 @@ pub async fn handle<B>(
         "/auth" => nginx(&auth, &req).await,
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if auth.replica.is_loaded() {
+            if auth.is_ready() {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "key table not loaded\n")
@@ -115,7 +115,7 @@ async fn envoy_http<B>(auth: &Arc<Authorizer>, req: &http::Request<B>) -> Respon
 }
 
 fn allowed(auth: &Authorizer, a: &Allow, envoy: bool) -> Response<Body> {
-    let s = &*auth.settings;
+    let s = &*auth.settings();
     let (set, n) = identity(s, a);
     let set = &set[..n];
     let mut r = Response::new(Full::new(Bytes::new()));

@@ -18,10 +18,14 @@ use crate::core::key::{Account, KeyRecord};
 use crate::core::scheme::Scheme;
 use crate::core::table::Table;
 
+/// Schemes and plans, as the table is built with them.
+type Policy = (Arc<[Scheme]>, BTreeMap<String, Plan>);
+
 pub struct Replica {
     table: ArcSwap<Table>,
-    schemes: Arc<[Scheme]>,
-    plans: BTreeMap<String, Plan>,
+    /// Schemes and plans the table is built with; replaced together with the table on a
+    /// config reload.
+    policy: std::sync::RwLock<Policy>,
     revision: AtomicU64,
     started: Instant,
     /// Milliseconds since `started` of the last install, or `u64::MAX` before the first.
@@ -36,8 +40,7 @@ impl Replica {
     pub fn new(settings: &Settings) -> Replica {
         Replica {
             table: ArcSwap::from_pointee(Table::not_loaded()),
-            schemes: settings.schemes.clone(),
-            plans: settings.plans.clone(),
+            policy: std::sync::RwLock::new((settings.schemes.clone(), settings.plans.clone())),
             revision: AtomicU64::new(0),
             started: Instant::now(),
             last_update_ms: AtomicU64::new(u64::MAX),
@@ -107,9 +110,10 @@ impl Replica {
             self.touch();
             return;
         }
+        let policy = self.policy.read().unwrap_or_else(|p| p.into_inner());
         let table = Table::build(
-            &self.schemes,
-            &self.plans,
+            &policy.0,
+            &policy.1,
             state.keys.values(),
             state.accounts.values(),
             Some(&current),
@@ -134,15 +138,39 @@ impl Replica {
     /// Publishes the current table with `keys` and `accounts` changed, at `revision`.
     pub fn apply_changes(&self, revision: u64, keys: &[KeyRecord], accounts: &[Account]) {
         let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let policy = self.policy.read().unwrap_or_else(|p| p.into_inner());
         let table = self
             .table
             .load()
-            .with_changes(&self.schemes, &self.plans, keys, accounts);
+            .with_changes(&policy.0, &policy.1, keys, accounts);
         tracing::debug!(revision, keys = table.len(), "key table updated");
         self.table.store(Arc::new(table));
         self.revision.store(revision, Ordering::Release);
         self.rev_tx.send_replace(revision);
         self.touch();
+    }
+
+    /// Rebuilds the table under new schemes and plans (a config reload) from `state`, unless
+    /// the table already holds a newer revision than `state` (then the caller loads again).
+    pub fn install_policy(&self, settings: &Settings, state: &State) -> bool {
+        let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.table.load().is_loaded() && state.revision < self.revision() {
+            return false;
+        }
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) =
+            (settings.schemes.clone(), settings.plans.clone());
+        let table = Table::build(
+            &settings.schemes,
+            &settings.plans,
+            state.keys.values(),
+            state.accounts.values(),
+            None,
+        );
+        self.table.store(Arc::new(table));
+        self.revision.store(state.revision, Ordering::Release);
+        self.rev_tx.send_replace(state.revision);
+        self.touch();
+        true
     }
 
     /// Reads the store and installs what it holds.

@@ -1,0 +1,224 @@
+//! Day-2 operations on `keygate serve` as a process: SIGHUP reloads the config (a bad one is
+//! refused and the running one stays), SIGTERM drains (not ready first, then exit), and
+//! `--log-format json` writes one JSON object per line.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{bin, config_text, http_call, wait_until};
+
+struct Proc {
+    child: Child,
+    log: std::path::PathBuf,
+    config: std::path::PathBuf,
+    http: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    async fn start(extra: &str, args: &[&str]) -> Proc {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("keygate.yaml");
+        std::fs::write(
+            &config,
+            config_text(&dir.path().join("keygate.json")) + extra,
+        )
+        .unwrap();
+        let log = dir.path().join("keygate.log");
+        let child = Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .arg("serve")
+            .env("KEYGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        wait_until("keygate to listen", Duration::from_secs(20), || async {
+            read().contains("keygate listening")
+        })
+        .await;
+        let text = read();
+        let line = text
+            .lines()
+            .find(|l| l.contains("keygate listening"))
+            .unwrap();
+        // Text lines carry `http=127.0.0.1:port`, JSON lines `"http":"127.0.0.1:port"`.
+        let http: SocketAddr = match line.find("http=") {
+            Some(i) => line[i + 5..].split(' ').next().unwrap().parse().unwrap(),
+            None => {
+                let i = line
+                    .find("\"http\":\"")
+                    .expect("the listening line names http")
+                    + 8;
+                line[i..].split('"').next().unwrap().parse().unwrap()
+            }
+        };
+        Proc {
+            child,
+            log,
+            config,
+            http,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    fn create_key(&self, scopes: &[&str]) -> String {
+        let mut args = vec!["--config".to_string(), self.config.display().to_string()];
+        args.extend(["keys", "create", "--account", "acme", "--scheme", "live"].map(String::from));
+        for s in scopes {
+            args.push("--scope".into());
+            args.push(s.to_string());
+        }
+        let o = Command::new(bin())
+            .args(&args)
+            .env("KEYGATE_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["key"].as_str().unwrap().to_string()
+    }
+
+    async fn status(&self, key: &str, uri: &str) -> u16 {
+        let b = format!("Bearer {key}");
+        http_call(
+            self.http,
+            "GET",
+            "/auth",
+            &[("x-original-uri", uri), ("authorization", &b)],
+        )
+        .await
+        .status
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_a_valid_config_and_refuses_a_bad_one() {
+    let p = Proc::start("", &[]).await;
+    let key = p.create_key(&["usage:read"]);
+    wait_until("key usable", Duration::from_secs(5), || async {
+        p.status(&key, "/v1/account/usage").await == 200
+    })
+    .await;
+    assert_eq!(
+        p.status(&key, "/v1/reports").await,
+        200,
+        "the catch-all takes any valid key"
+    );
+
+    // A valid change: /v1/reports now needs reports:read.
+    let original = std::fs::read_to_string(&p.config).unwrap();
+    let scoped = original.replace(
+        "routes:                     # first match wins\n",
+        "routes:                     # first match wins\n  - path_prefix: /v1/reports\n    scope: reports:read\n",
+    );
+    assert_ne!(scoped, original);
+    std::fs::write(&p.config, &scoped).unwrap();
+    p.signal("HUP");
+    wait_until("the new route", Duration::from_secs(5), || async {
+        p.status(&key, "/v1/reports").await == 403
+    })
+    .await;
+    assert!(p.log().contains("config reloaded"));
+    assert_eq!(
+        p.status(&key, "/v1/account/usage").await,
+        200,
+        "keys survive the reload"
+    );
+
+    // An invalid config is refused; the running one stays.
+    std::fs::write(&p.config, scoped.replace("hash: sha256", "hash: md5")).unwrap();
+    p.signal("HUP");
+    wait_until("the refusal logged", Duration::from_secs(5), || async {
+        p.log().contains("config reload refused")
+    })
+    .await;
+    assert!(
+        p.log().contains("schemes[1].hash"),
+        "the refusal names the field"
+    );
+    assert_eq!(p.status(&key, "/v1/reports").await, 403);
+    assert_eq!(p.status(&key, "/v1/account/usage").await, 200);
+
+    // Listener changes need a restart: refused too.
+    std::fs::write(
+        &p.config,
+        scoped.replacen("grpc: 127.0.0.1:0", "grpc: 127.0.0.1:1", 1),
+    )
+    .unwrap();
+    p.signal("HUP");
+    wait_until("the second refusal", Duration::from_secs(5), || async {
+        p.log().matches("config reload refused").count() == 2
+    })
+    .await;
+    assert_eq!(p.status(&key, "/v1/account/usage").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_goes_unready_first_then_exits() {
+    let mut p = Proc::start("\nshutdown:\n  drain_delay_seconds: 2\n", &[]).await;
+    let key = p.create_key(&[]);
+    wait_until("key usable", Duration::from_secs(5), || async {
+        p.status(&key, "/x").await == 200
+    })
+    .await;
+    assert_eq!(http_call(p.http, "GET", "/readyz", &[]).await.status, 200);
+    p.signal("TERM");
+    wait_until(
+        "readyz 503 while draining",
+        Duration::from_secs(5),
+        || async { http_call(p.http, "GET", "/readyz", &[]).await.status == 503 },
+    )
+    .await;
+    // Still deciding while draining.
+    assert_eq!(p.status(&key, "/x").await, 200);
+    assert_eq!(http_call(p.http, "GET", "/healthz", &[]).await.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "keygate did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded by the deadline
+    };
+    assert!(status.success(), "{status}");
+    assert!(p.log().contains("stopped"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line() {
+    let p = Proc::start("", &["--log-format", "json"]).await;
+    let log = p.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.is_empty()).collect();
+    assert!(!lines.is_empty());
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v.get("level").is_some() && v.get("fields").is_some(), "{l}");
+    }
+}
