@@ -77,7 +77,11 @@ pub struct Request<'a, H: ?Sized> {
 pub fn normalize_path(target: &str) -> Option<Cow<'_, str>> {
     let mut t = target;
     for scheme in ["http://", "https://"] {
-        if t.len() >= scheme.len() && t[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // Compare bytes: slicing the str at a byte count could split a character.
+        if t.as_bytes()
+            .get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme.as_bytes()))
+        {
             let rest = &t[scheme.len()..];
             t = rest.find('/').map_or("/", |i| &rest[i..]);
             break;
@@ -116,7 +120,7 @@ pub fn normalize_path(target: &str) -> Option<Cow<'_, str>> {
 
 fn decode_unreserved(p: &str) -> Option<String> {
     let b = p.as_bytes();
-    let mut out = String::with_capacity(p.len());
+    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
@@ -124,21 +128,24 @@ fn decode_unreserved(p: &str) -> Option<String> {
             let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
             let c = (h * 16 + l) as u8;
             if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
-                out.push(c as char);
+                out.push(c);
             } else if c == b'/' || c == b'\\' {
-                out.push('/');
+                out.push(b'/');
             } else {
-                out.push('%');
-                out.push(b[i + 1].to_ascii_uppercase() as char);
-                out.push(b[i + 2].to_ascii_uppercase() as char);
+                out.extend_from_slice(&[
+                    b'%',
+                    b[i + 1].to_ascii_uppercase(),
+                    b[i + 2].to_ascii_uppercase(),
+                ]);
             }
             i += 3;
         } else {
-            out.push(b[i] as char);
+            out.push(b[i]);
             i += 1;
         }
     }
-    Some(out)
+    // Only ASCII was decoded, so the result is as valid UTF-8 as the input.
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -168,6 +175,10 @@ mod tests {
         assert_eq!(n("/a b"), None);
         assert_eq!(n("/a%zz"), None);
         assert_eq!(n("/a%4"), None);
+        // Multi-byte characters where a scheme or an escape is looked for do not panic.
+        assert_eq!(n("http:/é").as_deref(), None);
+        assert_eq!(n("httpé//x"), None);
+        assert_eq!(n("/é/%74x").as_deref(), Some("/é/tx"));
     }
 
     #[test]
