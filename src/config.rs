@@ -115,6 +115,21 @@ pub struct RawListen {
     pub http: Option<String>,
     /// `/api/…` key management.
     pub admin: Option<String>,
+    /// Serve every listener over TLS with this certificate and key (PEM).
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RawTls {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// PEM files for the listeners' TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for RawListen {
@@ -123,6 +138,7 @@ impl Default for RawListen {
             grpc: Some("127.0.0.1:9001".into()),
             http: Some("127.0.0.1:9002".into()),
             admin: Some("127.0.0.1:9003".into()),
+            tls: None,
         }
     }
 }
@@ -380,6 +396,7 @@ pub struct Settings {
     pub grpc: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    pub tls: Option<TlsFiles>,
     pub store: StoreSettings,
     pub schemes: Arc<[Scheme]>,
     pub plans: BTreeMap<String, Plan>,
@@ -851,6 +868,10 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
         grpc,
         http,
         admin,
+        tls: raw.listen.tls.as_ref().map(|t| TlsFiles {
+            cert_file: PathBuf::from(&t.cert_file),
+            key_file: PathBuf::from(&t.key_file),
+        }),
         store,
         schemes: schemes.into(),
         plans,

@@ -77,7 +77,7 @@ impl Running {
     /// atomically; listeners and the store need a restart and are refused.
     pub async fn reload(&self, new: Settings) -> Result<(), ReloadError> {
         let cur = self.authorizer.settings();
-        if (new.grpc, new.http, new.admin) != (cur.grpc, cur.http, cur.admin) {
+        if (new.grpc, new.http, new.admin, &new.tls) != (cur.grpc, cur.http, cur.admin, &cur.tls) {
             return Err(ReloadError::NeedsRestart("listen"));
         }
         if new.store != cur.store {
@@ -131,6 +131,7 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
+    let tls = settings.tls.as_ref().map(Tls::load).transpose()?;
     let grpc_l = bind(settings.grpc, "gRPC").await?;
     let http_l = bind(settings.http, "HTTP").await?;
     let token = admin_token.filter(|t| !t.is_empty());
@@ -159,11 +160,21 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
 
     if let Some(l) = grpc_l {
         let svc = EnvoyGrpc::new(auth.clone()).into_service();
+        let grpc_tls = tls.as_ref().map(|t| t.grpc.clone());
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
         let done = stopped(stop_rx.clone());
         tasks.spawn(async move {
-            let r = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
+            let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+            if let Some(t) = grpc_tls {
+                builder = match builder.tls_config(t) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(error = %e, "gRPC TLS setup failed");
+                        return;
+                    }
+                };
+            }
+            let r = builder
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, done)
                 .await;
@@ -178,6 +189,7 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
             l,
             stopped(stop_rx.clone()),
             settings.drain_timeout,
+            tls.as_ref().map(|t| t.acceptor.clone()),
             move |req| crate::frontend::http::handle(a.clone(), req),
         ));
     }
@@ -188,6 +200,7 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
             l,
             stopped(stop_rx.clone()),
             settings.drain_timeout,
+            tls.as_ref().map(|t| t.acceptor.clone()),
             move |req| crate::admin::api::handle(admin.clone(), req),
         ));
     }
@@ -240,11 +253,13 @@ async fn flush_usage(auth: Arc<Authorizer>, store: Store, shutdown: impl Future<
     }
 }
 
-/// Serves HTTP/1.1 and h2c connections until `shutdown`, then lets open ones finish.
+/// Serves HTTP/1.1 and HTTP/2 (h2c, or h2 over TLS with `tls`) until `shutdown`, then lets
+/// open connections finish for at most `drain_timeout`.
 pub async fn serve_http<F, Fut>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     drain_timeout: std::time::Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     handler: F,
 ) where
     F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -255,29 +270,87 @@ pub async fn serve_http<F, Fut>(
 {
     tokio::pin!(shutdown);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that trickles its headers is cut off instead of holding a connection open.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10));
+    let builder = Arc::new(builder);
     loop {
         let (stream, _) = tokio::select! {
             _ = &mut shutdown => break,
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
+                    // Out of descriptors or similar: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     continue;
                 }
             },
         };
         let _ = stream.set_nodelay(true);
-        let h = handler.clone();
-        let svc = hyper::service::service_fn(h);
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let svc = hyper::service::service_fn(handler.clone());
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    );
+                    let Ok(Ok(stream)) = handshake.await else {
+                        return;
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
+                }
+            }
         });
     }
     // Bounded drain: connections that do not finish in time are dropped.
     let _ = tokio::time::timeout(drain_timeout, graceful.shutdown()).await;
+}
+
+/// TLS for the listeners, from the configured PEM files.
+pub struct Tls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub grpc: tonic::transport::ServerTlsConfig,
+}
+
+impl Tls {
+    pub fn load(files: &crate::config::TlsFiles) -> anyhow::Result<Tls> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+        };
+        let (cert_pem, key_pem) = (read(&files.cert_file)?, read(&files.key_file)?);
+        let certs = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", files.cert_file.display()))?;
+        // Do not echo the key file's content in an error.
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|_| anyhow::anyhow!("{}: no usable private key", files.key_file.display()))?;
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| anyhow::anyhow!("TLS certificate and key do not fit: {e}"))?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(cfg)),
+            grpc: tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem)),
+        })
+    }
 }

@@ -75,61 +75,7 @@ impl RedisServer {
     pub fn start_tls() -> (RedisServer, PathBuf) {
         let mut r = RedisServer::unstarted();
         let d = r.dir.path().to_path_buf();
-        let ossl = |args: &[&str]| {
-            let st = Command::new("openssl")
-                .args(args)
-                .current_dir(&d)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("openssl is needed for the TLS test");
-            assert!(st.success(), "openssl {args:?}");
-        };
-        ossl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=keygate test CA",
-        ]);
-        ossl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-        ossl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ]);
+        super::test_certs(&d);
         let p = |f: &str| d.join(f).display().to_string();
         r.extra = vec![
             "--tls-port".into(),
