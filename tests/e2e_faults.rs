@@ -42,12 +42,7 @@ impl Load {
                 })
             })
             .collect();
-        Load {
-            ok,
-            other,
-            stop,
-            tasks,
-        }
+        Load { ok, stop, tasks }
     }
 
     /// Waits until `n` more answers of 200 have arrived.
