@@ -265,9 +265,7 @@ fn percent_decode(seg: &str) -> Option<String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = |c: u8| (c as char).to_digit(16);
-            let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
-            out.push((h * 16 + l) as u8);
+            out.push(crate::core::request::escaped_byte(b, i)?);
             i += 3;
         } else {
             out.push(b[i]);

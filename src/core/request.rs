@@ -118,15 +118,20 @@ pub fn normalize_path(target: &str) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(out))
 }
 
+/// The byte of the `%XY` escape starting at `b[i]`; `None` if it is cut short or not hex.
+pub fn escaped_byte(b: &[u8], i: usize) -> Option<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
+    Some((h * 16 + l) as u8)
+}
+
 fn decode_unreserved(p: &str) -> Option<String> {
     let b = p.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = |c: u8| (c as char).to_digit(16);
-            let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
-            let c = (h * 16 + l) as u8;
+            let c = escaped_byte(b, i)?;
             if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
                 out.push(c);
             } else if c == b'/' || c == b'\\' {
