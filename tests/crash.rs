@@ -169,10 +169,22 @@ impl Server {
     }
 
     /// SIGKILL.
-    fn kill(mut self) {
+    fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Server {
+    /// SIGKILL, also when a test fails with the server still running.
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The state file, which must parse whenever it exists.
+fn whole(path: &Path) -> Option<State> {
+    read_state(path).unwrap_or_else(|e| panic!("a state file that does not parse: {e}"))
 }
 
 /// The state file as a reader sees it: missing (before the first write) or whole.
@@ -402,7 +414,7 @@ fn file_store_keeps_every_acknowledged_write_through_kill_9() {
 
         // Kill the server in the middle of the writes (its own usage write-back among them),
         // then let the CLI go on without it.
-        let used_before = read_state(&store).unwrap().map_or(0, |s| used(&s));
+        let used_before = whole(&store).map_or(0, |s| used(&s));
         wait_count(
             "writes before the crash",
             &sh.acks,
@@ -410,7 +422,7 @@ fn file_store_keeps_every_acknowledged_write_through_kill_9() {
             Duration::from_secs(60),
         );
         let end = Instant::now() + Duration::from_secs(60);
-        while read_state(&store).unwrap().map_or(0, |s| used(&s)) == used_before {
+        while whole(&store).map_or(0, |s| used(&s)) == used_before {
             assert!(
                 Instant::now() < end,
                 "round {round}: the server wrote no usage back"
@@ -435,7 +447,7 @@ fn file_store_keeps_every_acknowledged_write_through_kill_9() {
         );
 
         let when = format!("round {round}");
-        let state = read_state(&store).unwrap().expect("the state file exists");
+        let state = whole(&store).expect("the state file exists");
         check_acked(&state, &all.acked.lock().unwrap(), &when);
         // A fresh process reads the real file, not a temp file a killed writer left, and can
         // write (no lock is left held).
@@ -475,7 +487,7 @@ fn file_store_keeps_every_acknowledged_write_through_kill_9() {
     eprintln!("temp files left by killed writers: {temps:?}");
     // A server started now loads the real file whatever temp files lie beside it.
     let server = Server::start(&config);
-    let state = read_state(&store).unwrap().unwrap();
+    let state = whole(&store).unwrap();
     check_acked(&state, &all.acked.lock().unwrap(), "after the last restart");
     let (status, _) = http(server.http, "GET", "/readyz", "", "").unwrap();
     assert_eq!(status, 200);
