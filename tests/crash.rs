@@ -547,8 +547,15 @@ async fn redis_keeps_every_acknowledged_write_through_kill_9() {
             tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded by the deadline
         };
         state.audit = h.manager.store.audit(None).await.unwrap();
+        let listed = h.manager.list_keys(None).await.unwrap();
         let acked = all.acked.lock().unwrap();
         check_acked(&state, &acked, &when);
+        for id in acked.created.keys() {
+            assert!(
+                listed.iter().any(|k| &k.id == id),
+                "{when}: keys list lacks {id}"
+            );
+        }
         eprintln!("{when}: {} acknowledged writes survived", acked.count());
     }
 }
