@@ -87,6 +87,10 @@ impl Table {
             loaded: true,
             ..Table::default()
         };
+        let keys = keys.into_iter();
+        // Sized once: growing maps of a million entries rehashes them many times.
+        t.by_id.reserve(keys.size_hint().0);
+        t.by_digest.reserve(keys.size_hint().0);
         for rec in keys {
             t.upsert_key(schemes, rec, prev);
         }

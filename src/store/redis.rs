@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::replica::Replica;
-use super::state::{AuditEvent, Change, ChangeError, State, UsageBatch};
+use super::state::{AuditEvent, Change, ChangeError, Snapshot, State, UsageBatch};
 use crate::core::key::{Account, KeyHash, KeyRecord, to_hex};
 use crate::metrics::Metrics;
 
@@ -51,6 +51,9 @@ redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[2], '*', 'rev', rev, 'data', ARGV[5])
 redis.call('XADD', KEYS[5], '*', 'data', ARGV[3])
 return rev
 "#;
+
+/// One HSCAN reply's field/value pairs, as raw bytes.
+type ScanBatch = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Records changed by one write: the body of a change-log entry.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -292,8 +295,8 @@ impl RedisStore {
     async fn load_snapshot(
         &self,
         con: &mut MultiplexedConnection,
-    ) -> Result<(State, String), StoreError> {
-        let (rev, last): (Option<u64>, StreamRangeReply) = redis::pipe()
+    ) -> Result<(Snapshot, String), StoreError> {
+        let (rev, last, count): (Option<u64>, StreamRangeReply, usize) = redis::pipe()
             .atomic()
             .get(self.k("rev"))
             .cmd("XREVRANGE")
@@ -302,6 +305,7 @@ impl RedisStore {
             .arg("-")
             .arg("COUNT")
             .arg(1)
+            .hlen(self.k("keys"))
             .query_async(con)
             .await
             .map_err(err)?;
@@ -309,14 +313,17 @@ impl RedisStore {
             .ids
             .first()
             .map_or_else(|| "0-0".to_string(), |e| e.id.clone());
-        let mut state = State {
+        // Records go straight into vectors (scan order is random; sorting them would cost more
+        // than the table build itself), sized from HLEN.
+        let mut state = Snapshot {
             revision: rev.unwrap_or(0),
-            ..State::default()
+            keys: Vec::with_capacity(count + count / 16),
+            accounts: Vec::new(),
         };
         let started = std::time::Instant::now();
         let mut cursor: u64 = 0;
         loop {
-            let (next, items): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+            let (next, items): (u64, ScanBatch) = redis::cmd("HSCAN")
                 .arg(self.k("keys"))
                 .arg(cursor)
                 .arg("COUNT")
@@ -324,8 +331,10 @@ impl RedisStore {
                 .query_async(con)
                 .await
                 .map_err(err)?;
-            for (id, js) in items {
-                state.keys.insert(id, Self::parse_key(&js)?);
+            for (_, js) in items {
+                state.keys.push(
+                    serde_json::from_slice(&js).map_err(|e| bad_json("redis key record", e))?,
+                );
             }
             if state.keys.len() % 100_000 < 10_000 && state.keys.len() >= 100_000 {
                 tracing::info!(keys = state.keys.len(), "loading the key table");
@@ -337,9 +346,9 @@ impl RedisStore {
         }
         let accounts: HashMap<String, String> =
             con.hgetall(self.k("accounts")).await.map_err(err)?;
-        for (id, js) in accounts {
+        for js in accounts.into_values() {
             let a: Account = serde_json::from_str(&js).map_err(|e| bad_json("redis account", e))?;
-            state.accounts.insert(id, a);
+            state.accounts.push(a);
         }
         tracing::info!(
             keys = state.keys.len(),
@@ -357,7 +366,7 @@ impl RedisStore {
             .get_multiplexed_async_connection()
             .await
             .map_err(err)?;
-        Ok(self.load_snapshot(&mut con).await?.0)
+        Ok(self.load_snapshot(&mut con).await?.0.into())
     }
 
     async fn get_key_once(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
@@ -604,7 +613,7 @@ impl RedisStore {
         metrics: &Metrics,
     ) -> Result<(u64, String), StoreError> {
         let (state, id) = self.load_snapshot(con).await?;
-        replica.install_new(&state);
+        replica.install_snapshot(&state);
         metrics.full_reloads.inc();
         Ok((state.revision, id))
     }

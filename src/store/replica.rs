@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use super::Store;
-use super::state::State;
+use super::state::{Snapshot, State};
 use crate::config::{Plan, Settings};
 use crate::core::key::{Account, KeyRecord};
 use crate::core::scheme::Scheme;
@@ -103,35 +103,45 @@ impl Replica {
         self.install_inner(state, true)
     }
 
+    /// Publishes a bulk-loaded snapshot whatever its revision (see `install_new`).
+    pub fn install_snapshot(&self, s: &Snapshot) {
+        self.install_records(s.revision, &s.keys, &s.accounts, true)
+    }
+
     fn install_inner(&self, state: &State, force: bool) {
+        self.install_records(
+            state.revision,
+            state.keys.values(),
+            state.accounts.values(),
+            force,
+        )
+    }
+
+    fn install_records<'r>(
+        &self,
+        revision: u64,
+        keys: impl IntoIterator<Item = &'r KeyRecord>,
+        accounts: impl IntoIterator<Item = &'r Account>,
+        force: bool,
+    ) {
         let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.table.load();
-        if !force && current.is_loaded() && state.revision <= self.revision() {
+        if !force && current.is_loaded() && revision <= self.revision() {
             self.touch();
             return;
         }
         let policy = self.policy.read().unwrap_or_else(|p| p.into_inner());
-        let table = Table::build(
-            &policy.0,
-            &policy.1,
-            state.keys.values(),
-            state.accounts.values(),
-            Some(&current),
-        );
+        let table = Table::build(&policy.0, &policy.1, keys, accounts, Some(&current));
         if table.skipped > 0 {
             tracing::warn!(
                 skipped = table.skipped,
                 "keys whose scheme is not configured are ignored"
             );
         }
-        tracing::debug!(
-            revision = state.revision,
-            keys = table.len(),
-            "key table updated"
-        );
+        tracing::debug!(revision, keys = table.len(), "key table updated");
         self.table.store(Arc::new(table));
-        self.revision.store(state.revision, Ordering::Release);
-        self.rev_tx.send_replace(state.revision);
+        self.revision.store(revision, Ordering::Release);
+        self.rev_tx.send_replace(revision);
         self.touch();
     }
 

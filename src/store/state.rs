@@ -28,6 +28,25 @@ pub struct State {
     pub audit: Vec<AuditEvent>,
 }
 
+/// The table's part of the state as loaded in bulk: plain vectors, no ordering work.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub revision: u64,
+    pub keys: Vec<KeyRecord>,
+    pub accounts: Vec<Account>,
+}
+
+impl From<Snapshot> for State {
+    fn from(s: Snapshot) -> State {
+        State {
+            revision: s.revision,
+            keys: s.keys.into_iter().map(|k| (k.id.clone(), k)).collect(),
+            accounts: s.accounts.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            ..State::default()
+        }
+    }
+}
+
 /// A management event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
