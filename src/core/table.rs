@@ -54,12 +54,103 @@ pub struct AccountEntry {
     pub version: u64,
 }
 
+/// Shards per key map: a change copies one shard (copy on write), not the whole map.
+const SHARDS: usize = 64;
+
+/// Bytes a map key is sharded by.
+trait KeyBytes {
+    fn key_bytes(&self) -> &[u8];
+}
+
+impl KeyBytes for Arc<str> {
+    fn key_bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl KeyBytes for str {
+    fn key_bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl KeyBytes for [u8; 32] {
+    fn key_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// A hash map split into shards behind `Arc`s, so snapshots share every shard they do not
+/// change.
+#[derive(Clone)]
+struct Sharded<K, V> {
+    shards: Box<[Arc<HashMap<K, V>>]>,
+    len: usize,
+}
+
+impl<K, V> Default for Sharded<K, V> {
+    fn default() -> Self {
+        Sharded {
+            shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect(),
+            len: 0,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Sharded<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sharded").field("len", &self.len).finish()
+    }
+}
+
+fn shard_of(bytes: &[u8]) -> usize {
+    // FNV-1a: cheap, and ids and digests are random already.
+    let h = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    });
+    (h as usize) % SHARDS
+}
+
+impl<K: KeyBytes + std::hash::Hash + Eq + Clone, V: Clone> Sharded<K, V> {
+    fn get<Q>(&self, k: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: KeyBytes + std::hash::Hash + Eq + ?Sized,
+    {
+        self.shards[shard_of(k.key_bytes())].get(k)
+    }
+
+    fn insert(&mut self, k: K, v: V) {
+        let shard = Arc::make_mut(&mut self.shards[shard_of(k.key_bytes())]);
+        if shard.insert(k, v).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, k: &K) {
+        let shard = Arc::make_mut(&mut self.shards[shard_of(k.key_bytes())]);
+        if shard.remove(k).is_some() {
+            self.len -= 1;
+        }
+    }
+
+    fn reserve(&mut self, n: usize) {
+        for s in self.shards.iter_mut() {
+            Arc::make_mut(s).reserve(n / SHARDS + 1);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// The immutable snapshot.
 #[derive(Debug, Default, Clone)]
 pub struct Table {
     loaded: bool,
-    by_id: HashMap<Arc<str>, Arc<KeyEntry>>,
-    by_digest: HashMap<[u8; 32], Arc<KeyEntry>>,
+    by_id: Sharded<Arc<str>, Arc<KeyEntry>>,
+    by_digest: Sharded<[u8; 32], Arc<KeyEntry>>,
     accounts: HashMap<Arc<str>, AccountEntry>,
     /// Shared strings: one allocation per distinct account name and scope list.
     names: HashMap<Arc<str>, ()>,
@@ -109,7 +200,8 @@ impl Table {
         keys: &[KeyRecord],
         accounts: &[Account],
     ) -> Table {
-        // Cloning copies pointers: every unchanged entry is shared with `self`.
+        // Cloning copies shard pointers; only the shards a change touches are copied, so a
+        // change costs a 64th of the table, not all of it.
         let mut t = self.clone();
         t.loaded = true;
         for rec in keys {
@@ -215,7 +307,7 @@ impl Table {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.by_id.len() == 0
     }
 
     pub fn by_id(&self, id: &[u8]) -> Option<&Arc<KeyEntry>> {
