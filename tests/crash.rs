@@ -85,9 +85,16 @@ fn cli(config: &Path, args: &[&str], kill_after: Option<Duration>) -> Option<ser
         .spawn()
         .unwrap();
     if let Some(d) = kill_after {
-        // The delay only picks a random moment of the write to crash it at; nothing waits on it.
-        std::thread::sleep(d);
-        let _ = child.kill();
+        // `d` picks a random moment of the write to crash it at: poll the child until then,
+        // and kill it only if it is still running at that deadline.
+        let deadline = std::time::Instant::now() + d;
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1)); // poll interval, bounded by the deadline
+        }
     }
     let out = child.wait_with_output().unwrap();
     if !out.status.success() {
