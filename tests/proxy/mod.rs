@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ pub const NGINX_CONF: &str = include_str!("../../config/nginx.conf");
 /// How long a proxy may take to start answering.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How many requests the echo upstream keeps for `Echo::seen`.
+const SEEN_KEPT: usize = 10_000;
+
 /// What the echo upstream saw of one request.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -35,10 +39,12 @@ pub struct Seen {
 
 /// An HTTP/1.1 upstream on 127.0.0.1:0 that answers every request with 200 and a JSON body
 /// `{"method", "uri", "headers": {name: [values]}, "body"}` and `x-echo: <its port>` (so a
-/// reply is known to come from this upstream), and remembers what it saw.
+/// reply is known to come from this upstream), and remembers what it saw (the first
+/// `SEEN_KEPT` requests; all of them are counted, so load tests can run for long).
 pub struct Echo {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    count: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -48,17 +54,18 @@ impl Echo {
         let addr = listener.local_addr().unwrap();
         let token = addr.port().to_string();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let log = seen.clone();
+        let count: Arc<AtomicU64> = Arc::default();
+        let (log, counter) = (seen.clone(), count.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let log = log.clone();
+                let (log, counter) = (log.clone(), counter.clone());
                 let token = token.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let log = log.clone();
+                        let (log, counter) = (log.clone(), counter.clone());
                         let token = token.clone();
                         async move {
                             let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -87,7 +94,12 @@ impl Echo {
                                 "body": s.body,
                             })
                             .to_string();
-                            log.lock().unwrap().push(s);
+                            let mut log = log.lock().unwrap();
+                            if log.len() < SEEN_KEPT {
+                                log.push(s);
+                            }
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            drop(log);
                             let resp = http::Response::builder()
                                 .status(200)
                                 .header("content-type", "application/json")
@@ -103,7 +115,17 @@ impl Echo {
                 });
             }
         });
-        Echo { addr, seen, task }
+        Echo {
+            addr,
+            seen,
+            count,
+            task,
+        }
+    }
+
+    /// How many requests the upstream has answered so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Every request the upstream has seen so far.
