@@ -453,6 +453,45 @@ async fn allow_sets_identity_and_strips_credentials() {
     assert!(m.body.contains("keygate_verify_cache_hits_total 2"));
 }
 
+/// The allow goes on the wire encoded straight from the decision; decoded, it must be the
+/// very message `EnvoyGrpc::decide` builds, for every shape of identity.
+#[tokio::test]
+async fn grpc_allow_on_the_wire_is_the_built_message() {
+    let h = Harness::start().await;
+    h.manager
+        .set_account("test", "acme", Some(Some("starter".into())), Some("active"))
+        .await
+        .unwrap();
+    let keys = [
+        h.key("live", "acme", Some(&["usage:read", "tokens:read"]))
+            .await,
+        h.key("live", "acme", None).await,
+        h.key("toon", "solo", None).await,
+        h.key("live", "solo", Some(&["tokens:read"])).await,
+    ];
+    let grpc = EnvoyGrpc::new(h.running().authorizer.clone());
+    for k in &keys {
+        let b = bearer(&k.key);
+        let presented: [(&str, &str); 2] = if k.key.starts_with("toon_") {
+            [("x-api-key", &k.key), ("x-keygate-plan", "enterprise")]
+        } else {
+            [("authorization", &b), ("x-keygate-scopes", "admin")]
+        };
+        let wire = h.grpc("GET", "/v1/tokens/1", &presented).await;
+        assert_eq!(wire.status.as_ref().unwrap().code, 0, "{wire:?}");
+        let req = check_request("GET", "/v1/tokens/1", &presented);
+        let built = grpc.decide(&req).await;
+        assert_eq!(wire, built);
+        let answer = grpc.answer(&req).await;
+        let bytes = prost::Message::encode_to_vec(&answer);
+        assert_eq!(prost::Message::encoded_len(&answer), bytes.len());
+        assert_eq!(
+            <CheckResponse as prost::Message>::decode(&bytes[..]).unwrap(),
+            built
+        );
+    }
+}
+
 #[tokio::test]
 async fn never_loaded_table_is_not_ready_on_every_frontend() {
     let h = Harness::start().await;

@@ -34,23 +34,20 @@ pub fn identity<'a>(s: &'a Settings, a: &'a Allow) -> ([(&'a str, &'a str); 4], 
 }
 
 /// Identity header names this allow does not set.
-pub fn unset_identity<'a>(s: &'a Settings, set: &[(&str, &str)]) -> impl Iterator<Item = &'a str> {
-    let names: Vec<&str> = set.iter().map(|(n, _)| *n).collect();
+pub fn unset_identity<'a>(
+    s: &'a Settings,
+    set: &'a [(&str, &str)],
+) -> impl Iterator<Item = &'a str> {
     s.identity
         .all()
         .into_iter()
-        .filter(move |n| !names.contains(n))
+        .filter(move |n| !set.iter().any(|(m, _)| m == n))
 }
 
-/// Every configured credential header, removed before the upstream sees the request.
+/// Every configured credential header, once, removed before the upstream sees the request.
 pub fn credential_headers(s: &Settings) -> impl Iterator<Item = &str> {
-    let mut seen: Vec<&str> = Vec::new();
-    s.schemes.iter().filter_map(move |sc| {
-        if seen.contains(&sc.header.as_str()) {
-            None
-        } else {
-            seen.push(&sc.header);
-            Some(sc.header.as_str())
-        }
+    s.schemes.iter().enumerate().filter_map(|(i, sc)| {
+        let first = !s.schemes[..i].iter().any(|o| o.header == sc.header);
+        first.then_some(sc.header.as_str())
     })
 }
