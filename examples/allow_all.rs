@@ -117,9 +117,9 @@ impl Authorization for AllowAll {
 }
 
 async fn serve_grpc(listener: TcpListener, identity: bool) -> anyhow::Result<()> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // As keygate does: tcp_nodelay on the builder is ignored for an incoming stream.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(AuthorizationServer::new(AllowAll::new(identity)))
         .serve_with_incoming(incoming)
         .await?;

@@ -161,10 +161,12 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
     if let Some(l) = grpc_l {
         let svc = EnvoyGrpc::new(auth.clone()).into_service();
         let grpc_tls = tls.as_ref().map(|t| t.grpc.clone());
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+        // Builder::tcp_nodelay applies only to listeners tonic binds itself; without NODELAY a
+        // small answer can wait for the peer's delayed ACK (40 ms).
+        let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
         let done = stopped(stop_rx.clone());
         tasks.spawn(async move {
-            let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+            let mut builder = tonic::transport::Server::builder();
             if let Some(t) = grpc_tls {
                 builder = match builder.tls_config(t) {
                     Ok(b) => b,
