@@ -58,6 +58,10 @@ struct Args {
     /// A header of the original request, `name: value` (repeatable).
     #[arg(long = "header", short = 'H')]
     headers: Vec<String>,
+    /// A file of credential headers, one `name: value` per line: requests go through them in
+    /// turn (each added to the `--header`s), as a client holding many keys would send them.
+    #[arg(long)]
+    keys_file: Option<std::path::PathBuf>,
     /// The status every answer must have.
     #[arg(long, value_enum, default_value_t = Expect::Ok)]
     expect: Expect,
@@ -76,7 +80,7 @@ enum Expect {
 
 /// A request as Envoy's ext_authz filter sends it for a plain HTTP/1.1 GET: lowercased
 /// header names, pseudo-headers in the same map, the usual proxy headers.
-fn check_request(args: &Args) -> Result<CheckRequest, String> {
+fn check_request(args: &Args, extra: Option<&str>) -> Result<CheckRequest, String> {
     let mut headers: HashMap<String, String> = [
         (":authority", "api.example"),
         (":method", args.method.as_str()),
@@ -90,7 +94,7 @@ fn check_request(args: &Args) -> Result<CheckRequest, String> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    for h in &args.headers {
+    for h in args.headers.iter().map(String::as_str).chain(extra) {
         let (k, v) = h
             .split_once(':')
             .ok_or_else(|| format!("--header {h:?}: expected `name: value`"))?;
@@ -150,20 +154,30 @@ struct Tally {
     response_bytes: usize,
 }
 
+/// Where a stream is in the shared list of requests: it starts at `first` and steps by `step`.
+struct Turns {
+    reqs: std::sync::Arc<Vec<CheckRequest>>,
+    first: usize,
+    step: usize,
+}
+
 async fn stream(
     mut client: AuthorizationClient<Channel>,
-    req: CheckRequest,
+    turns: Turns,
     expect: Expect,
     measure_from: Instant,
     end: Instant,
 ) -> Tally {
     let mut t = Tally::default();
+    let mut i = turns.first;
     loop {
         let start = Instant::now();
         if start >= end {
             return t;
         }
-        let r = client.check(req.clone()).await;
+        let req = turns.reqs[i % turns.reqs.len()].clone();
+        i = i.wrapping_add(turns.step);
+        let r = client.check(req).await;
         let done = Instant::now();
         let problem = match r {
             Ok(resp) => {
@@ -192,7 +206,24 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let req = check_request(&args)?;
+    let reqs = match &args.keys_file {
+        None => vec![check_request(&args, None)?],
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--keys-file {}: {e}", path.display()))?;
+            let reqs = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| check_request(&args, Some(l)))
+                .collect::<Result<Vec<_>, _>>()?;
+            if reqs.is_empty() {
+                return Err(format!("--keys-file {}: no header in it", path.display()));
+            }
+            reqs
+        }
+    };
+    let req = reqs[0].clone();
+    let reqs = std::sync::Arc::new(reqs);
     if args.check {
         let mut client = AuthorizationClient::new(connect(&args.addr).await?);
         let resp = client
@@ -225,7 +256,12 @@ async fn run(args: Args) -> Result<(), String> {
     let tasks: Vec<_> = (0..args.concurrency)
         .map(|i| {
             let client = AuthorizationClient::new(channels[i % channels.len()].clone());
-            tokio::spawn(stream(client, req.clone(), args.expect, measure_from, end))
+            let turns = Turns {
+                reqs: reqs.clone(),
+                first: i,
+                step: args.concurrency,
+            };
+            tokio::spawn(stream(client, turns, args.expect, measure_from, end))
         })
         .collect();
     let mut all = Vec::new();

@@ -2,8 +2,9 @@
 //! performs Argon2 verification off the async runtime when the core asks for it, and records
 //! metrics and usage from the typed outcome.
 //!
-//! Argon2 cost is bounded three ways: a semaphore caps verifications running at once; a
-//! successful verification is remembered on the key's table entry as an HMAC of the presented
+//! Argon2 cost is bounded four ways: a semaphore caps verifications running at once; they run
+//! on threads of their own at the lowest CPU priority, so decisions for cached keys keep the
+//! CPU while a flood of wrong secrets keeps the hash threads busy; a successful verification is remembered on the key's table entry as an HMAC of the presented
 //! key under a per-process random key (never the key itself), and dies with the entry when the
 //! record changes; and each key id has a budget of failed verifications per minute, past which
 //! wrong secrets for it are refused without running Argon2 (a cached valid key still passes).
@@ -36,10 +37,68 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Threads that run Argon2 verifications, at nice 19 on Linux (the lowest priority): the
+/// scheduler then gives the runtime's threads the CPU first. They end when the pool is dropped.
+struct HashPool {
+    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl HashPool {
+    fn new(threads: usize) -> HashPool {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("keygate-hash-{i}"))
+                .spawn(move || {
+                    lowest_priority();
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("cannot start a hash thread");
+        }
+        HashPool { jobs: tx }
+    }
+
+    /// Runs `f` on a pool thread; `None` if it panicked.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(r.ok());
+        };
+        self.jobs.send(Box::new(job)).ok()?;
+        rx.await.ok().flatten()
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lowest_priority() {
+    // On Linux a nice value belongs to the thread named by its id, not to the process.
+    // SAFETY: plain system calls on the calling thread's own id.
+    let r = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19)
+    };
+    if r != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the priority of a hash thread");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lowest_priority() {}
+
 /// Argon2 verification: cache, throttle and bounded pool.
 pub struct Verifier {
     mac: Hmac<Sha256>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+    pool: HashPool,
     failures_per_minute: u32,
     /// key id -> (minute, failures in that minute).
     failures: Mutex<HashMap<Box<str>, (i64, u32)>>,
@@ -55,7 +114,8 @@ impl Verifier {
         getrandom::fill(&mut k[..]).expect("the OS random number generator failed");
         Verifier {
             mac: Hmac::<Sha256>::new_from_slice(&k[..]).expect("HMAC takes any key length"),
-            permits: Semaphore::new(concurrency.max(1)),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            pool: HashPool::new(concurrency.max(1)),
             failures_per_minute,
             failures: Mutex::new(HashMap::new()),
             metrics,
@@ -87,14 +147,26 @@ impl Verifier {
         e.1 += 1;
     }
 
-    /// Runs Argon2 on the blocking pool, bounded by the semaphore; caches a success.
+    /// Runs Argon2 on the hash pool, bounded by the semaphore; caches a success.
     async fn verify(&self, entry: Arc<KeyEntry>, presented: &[u8], now: i64) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
             return false;
         };
+        // Wrong secrets that queued together must not all run once the budget is spent.
+        if self.throttled(&entry.id, now) {
+            self.metrics.verification(Verification::Throttled);
+            return false;
+        }
         let key = Zeroizing::new(presented.to_vec());
         let e = entry.clone();
-        let ok = tokio::task::spawn_blocking(move || key::verify(&e.hash, &key))
+        // The permit goes with the job: a request given up while its hash runs does not
+        // let another start beside it.
+        let ok = self
+            .pool
+            .run(move || {
+                let _permit = permit;
+                key::verify(&e.hash, &key)
+            })
             .await
             .unwrap_or(false);
         if ok {

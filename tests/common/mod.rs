@@ -148,21 +148,30 @@ impl Harness {
 
     /// Calls `Authorization/Check` as Envoy would.
     pub async fn grpc(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> CheckResponse {
-        let addr = self.running().grpc.unwrap();
-        let mut client = AuthorizationClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-        client
-            .check(check_request(method, path, headers))
-            .await
-            .unwrap()
-            .into_inner()
+        grpc_call(self.running().grpc.unwrap(), method, path, headers).await
     }
 
     /// Calls the HTTP listener.
     pub async fn http(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> HttpReply {
         http_call(self.http_addr(), method, uri, headers).await
     }
+}
+
+/// Calls `Authorization/Check` at `addr` as Envoy would.
+pub async fn grpc_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> CheckResponse {
+    let mut client = AuthorizationClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    client
+        .check(check_request(method, path, headers))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 pub fn check_request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
