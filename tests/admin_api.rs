@@ -1003,9 +1003,22 @@ async fn unknown_keys_and_accounts_are_404() {
         ("GET", "/api/accounts/nobody/usage"),
         ("GET", "/api/accounts/keysonly"),
         ("GET", "/api/nothing"),
-        ("PATCH", "/api/keys"),
+        ("GET", "/api/keys/nope/rotate/x"),
     ] {
         api.err(method, uri, None, 404, "not_found").await;
+    }
+    // An endpoint asked with a method it does not take: 405 naming the ones it does.
+    for (method, uri, allow) in [
+        ("PATCH", "/api/keys", "GET, POST"),
+        ("GET", "/api/keys/nope", "DELETE"),
+        ("GET", "/api/keys/nope/rotate", "POST"),
+        ("DELETE", "/api/accounts/acme", "GET, PUT"),
+        ("POST", "/api/accounts/acme/usage", "GET"),
+        ("POST", "/api/audit", "GET"),
+    ] {
+        let r = api.call(method, uri, None).await;
+        check_error(&r, 405, "method_not_allowed", &format!("{method} {uri}"));
+        assert_eq!(r.header("allow"), Some(allow), "{method} {uri}");
     }
     let usage = api
         .ok("GET", "/api/accounts/keysonly/usage", None, 200)

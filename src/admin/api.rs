@@ -246,15 +246,36 @@ where
                     .map(|v| (StatusCode::OK, v))
                     .map_err(|e| error(&e))
             }
-            _ => Err(plain_error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such endpoint",
-            )),
+            (_, segs) => Err(match allowed_methods(segs) {
+                Some(allow) => {
+                    let mut r = plain_error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method_not_allowed",
+                        "this endpoint does not take that method",
+                    );
+                    r.headers_mut()
+                        .insert(header::ALLOW, HeaderValue::from_static(allow));
+                    r
+                }
+                None => plain_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+            }),
         };
     Ok(match out {
         Ok((status, v)) => json_response(status, &v),
         Err(r) => r,
+    })
+}
+
+/// The methods an endpoint answers (for a 405's `Allow`); `None` for a path that is no endpoint.
+fn allowed_methods(segs: &[&str]) -> Option<&'static str> {
+    Some(match segs {
+        ["api", "keys"] => "GET, POST",
+        ["api", "keys", _] => "DELETE",
+        ["api", "keys", _, "rotate"] => "POST",
+        ["api", "accounts", _] => "GET, PUT",
+        ["api", "accounts", _, "usage"] => "GET",
+        ["api", "audit"] => "GET",
+        _ => return None,
     })
 }
 
