@@ -85,7 +85,7 @@ impl Wrk {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.child.try_wait().unwrap().is_none() {
             assert!(Instant::now() < deadline, "wrk did not stop on SIGINT");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded by the deadline
         }
         let out = self.child.wait_with_output().unwrap();
         let report = String::from_utf8_lossy(&out.stdout).into_owned()
