@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::redis_server::RedisServer;
-use common::{Harness, config_text, http_call, wait_until};
+use common::{Harness, config_text, http_call, metric, wait_until};
 use proxy::{Echo, EnvoyMode, start_envoy};
 
 /// Tallies every answer by status across wrk's threads and prints the tally with wrk's own
@@ -115,14 +115,6 @@ impl Wrk {
         eprintln!("wrk:\n{report}");
         tally
     }
-}
-
-fn metric(body: &str, name: &str) -> f64 {
-    body.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 #[tokio::test(flavor = "multi_thread")]

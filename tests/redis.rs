@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::redis_server::{RedisServer, Sentinel};
-use common::{Harness, wait_until};
+use common::{Harness, metric, wait_until};
 
 async fn status(h: &Harness, key: &str) -> u16 {
     let b = format!("Bearer {key}");
@@ -28,14 +28,6 @@ async fn wait_status(h: &Harness, key: &str, want: u16) {
         || async { status(h, key).await == want },
     )
     .await;
-}
-
-fn metric(body: &str, name: &str) -> f64 {
-    body.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
 }
 
 async fn metrics(h: &Harness) -> String {

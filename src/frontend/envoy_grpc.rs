@@ -52,7 +52,7 @@ impl EnvoyGrpc {
     /// The decision as a full `CheckResponse` message (for callers in the same process).
     pub async fn decide(&self, req: &CheckRequest) -> CheckResponse {
         match self.answer(req).await {
-            Answer::Allow(s, a) => allow(&s, &a),
+            Answer::Allow(a) => allow(&a.settings, &a.allow),
             Answer::Message(m) => *m,
         }
     }
@@ -96,7 +96,7 @@ impl EnvoyGrpc {
             }
         };
         match decision {
-            Ok(a) => Answer::Allow(self.auth.settings(), a),
+            Ok(a) => Answer::Allow(AllowAnswer::new(self.auth.settings(), a)),
             Err(d) => Answer::Message(Box::new(deny(&d))),
         }
     }
@@ -148,14 +148,36 @@ pub fn allow(s: &Settings, a: &Allow) -> CheckResponse {
 /// What `Check` sends: an allow, encoded from the decision as [`allow`] would build it, or
 /// any other answer as a message. Only ever encoded (the server never receives one).
 pub enum Answer {
-    Allow(Arc<Settings>, Allow),
+    Allow(AllowAnswer),
     Message(Box<CheckResponse>),
+}
+
+/// An allow with the content lengths of its `OkHttpResponse` and metadata `Struct`, counted
+/// once: prost asks for the total length before it encodes.
+pub struct AllowAnswer {
+    settings: Arc<Settings>,
+    allow: Allow,
+    ok_len: usize,
+    meta_len: usize,
+}
+
+impl AllowAnswer {
+    fn new(settings: Arc<Settings>, allow: Allow) -> AllowAnswer {
+        let (set, n) = identity(&settings, &allow);
+        let (ok_len, meta_len) = allow_lens(&settings, &allow, &set[..n]);
+        AllowAnswer {
+            settings,
+            allow,
+            ok_len,
+            meta_len,
+        }
+    }
 }
 
 impl std::fmt::Debug for Answer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Answer::Allow(_, a) => write!(f, "Answer::Allow({})", a.key.id),
+            Answer::Allow(a) => write!(f, "Answer::Allow({})", a.allow.key.id),
             Answer::Message(m) => write!(f, "Answer::Message({m:?})"),
         }
     }
@@ -229,12 +251,12 @@ fn entry_len(k: &str, v: &str) -> usize {
     opt_str_len(MAP_KEY, k) + field_len(MAP_VALUE, field_len(VALUE_STRING, v.len()))
 }
 
-fn encode_allow(s: &Settings, a: &Allow, buf: &mut impl BufMut) {
+fn encode_allow(answer: &AllowAnswer, buf: &mut impl BufMut) {
+    let (s, a) = (&*answer.settings, &answer.allow);
     let (set, n) = identity(s, a);
     let set = &set[..n];
-    let (ok, meta) = allow_lens(s, a, set);
     put_head(CHECK_STATUS, 0, buf);
-    put_head(CHECK_OK_RESPONSE, ok, buf);
+    put_head(CHECK_OK_RESPONSE, answer.ok_len, buf);
     for (k, v) in set {
         put_head(OK_HEADERS, option_len(k, v), buf);
         put_head(OPTION_HEADER, header_len(k, v), buf);
@@ -246,7 +268,7 @@ fn encode_allow(s: &Settings, a: &Allow, buf: &mut impl BufMut) {
     for name in credential_headers(s).chain(unset_identity(s, set)) {
         put_str(OK_HEADERS_TO_REMOVE, name, buf);
     }
-    put_head(CHECK_DYNAMIC_METADATA, meta, buf);
+    put_head(CHECK_DYNAMIC_METADATA, answer.meta_len, buf);
     for (k, v) in metadata(a) {
         if let Some(v) = v {
             put_head(STRUCT_FIELDS, entry_len(k, v), buf);
@@ -274,18 +296,10 @@ fn allow_lens(s: &Settings, a: &Allow, set: &[(&str, &str)]) -> (usize, usize) {
     (headers + removed, meta)
 }
 
-fn allow_len(s: &Settings, a: &Allow) -> usize {
-    let (set, n) = identity(s, a);
-    let (ok, meta) = allow_lens(s, a, &set[..n]);
-    field_len(CHECK_STATUS, 0)
-        + field_len(CHECK_OK_RESPONSE, ok)
-        + field_len(CHECK_DYNAMIC_METADATA, meta)
-}
-
 impl prost::Message for Answer {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         match self {
-            Answer::Allow(s, a) => encode_allow(s, a, buf),
+            Answer::Allow(a) => encode_allow(a, buf),
             Answer::Message(m) => m.encode_raw(buf),
         }
     }
@@ -302,7 +316,11 @@ impl prost::Message for Answer {
 
     fn encoded_len(&self) -> usize {
         match self {
-            Answer::Allow(s, a) => allow_len(s, a),
+            Answer::Allow(a) => {
+                field_len(CHECK_STATUS, 0)
+                    + field_len(CHECK_OK_RESPONSE, a.ok_len)
+                    + field_len(CHECK_DYNAMIC_METADATA, a.meta_len)
+            }
             Answer::Message(m) => m.encoded_len(),
         }
     }
