@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::core::route::{Route, RouteTable};
 use crate::core::scheme::{HashKind, Scheme};
+use crate::frontend::http::AllowHeaders;
 
 /// One problem found in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,6 +403,7 @@ pub struct Settings {
     pub plans: BTreeMap<String, Plan>,
     pub routes: RouteTable,
     pub identity: IdentityHeaders,
+    pub allow_headers: AllowHeaders,
     pub verify_concurrency: usize,
     pub failures_per_minute: u32,
     pub flush_interval: Duration,
@@ -846,6 +848,13 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
         }
     }
 
+    let Some(allow_headers) = AllowHeaders::new(&identity, &schemes) else {
+        if problems.is_empty() {
+            push(problems, "identity_headers", "not valid header names");
+        }
+        return None;
+    };
+
     let v = &raw.verification;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let verify_concurrency = v.max_concurrent.unwrap_or((cores / 2).max(1));
@@ -877,6 +886,7 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
         plans,
         routes: RouteTable::new(routes),
         identity,
+        allow_headers,
         verify_concurrency,
         failures_per_minute: v.failures_per_minute,
         flush_interval: Duration::from_secs_f64(

@@ -120,7 +120,7 @@ pub fn allow(s: &Settings, a: &Allow) -> CheckResponse {
         .iter()
         .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
         .collect();
-    let headers_to_remove = credential_headers(s)
+    let headers_to_remove = credential_headers(&s.schemes)
         .chain(unset_identity(s, set))
         .map(String::from)
         .collect();
@@ -265,7 +265,7 @@ fn encode_allow(answer: &AllowAnswer, buf: &mut impl BufMut) {
         encode_key(OPTION_APPEND_ACTION, WireType::Varint, buf);
         encode_varint(OVERWRITE, buf);
     }
-    for name in credential_headers(s).chain(unset_identity(s, set)) {
+    for name in credential_headers(&s.schemes).chain(unset_identity(s, set)) {
         put_str(OK_HEADERS_TO_REMOVE, name, buf);
     }
     put_head(CHECK_DYNAMIC_METADATA, answer.meta_len, buf);
@@ -285,7 +285,7 @@ fn allow_lens(s: &Settings, a: &Allow, set: &[(&str, &str)]) -> (usize, usize) {
         .iter()
         .map(|(k, v)| field_len(OK_HEADERS, option_len(k, v)))
         .sum();
-    let removed: usize = credential_headers(s)
+    let removed: usize = credential_headers(&s.schemes)
         .chain(unset_identity(s, set))
         .map(|name| field_len(OK_HEADERS_TO_REMOVE, name.len()))
         .sum();

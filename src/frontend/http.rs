@@ -12,12 +12,14 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
 
-use super::{credential_headers, identity, unset_identity};
+use super::{credential_headers, identity};
+use crate::config::IdentityHeaders;
 use crate::core::decide::{Allow, Denial};
 use crate::core::request::Request;
+use crate::core::scheme::Scheme;
 use crate::metrics::Frontend;
 use crate::service::Authorizer;
 
@@ -117,28 +119,63 @@ async fn envoy_http<B>(auth: &Arc<Authorizer>, req: &http::Request<B>) -> Respon
 fn allowed(auth: &Authorizer, a: &Allow, envoy: bool) -> Response<Body> {
     let s = &*auth.settings();
     let (set, n) = identity(s, a);
-    let set = &set[..n];
+    let names = s.identity.all();
     let mut r = Response::new(Full::new(Bytes::new()));
     let h = r.headers_mut();
-    for (k, v) in set {
-        // Names were validated at config load; values are ids, accounts and scopes that
-        // the management API restricts to header-safe characters.
-        if let (Ok(k), Ok(v)) = (
-            header::HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            h.insert(k, v);
+    let mut mask = 0;
+    for (k, v) in &set[..n] {
+        let Some(i) = names.iter().position(|m| m == k) else {
+            continue;
+        };
+        mask |= 1 << i;
+        // Values are ids, accounts and scopes that the management API restricts to
+        // header-safe characters.
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(s.allow_headers.names[i].clone(), v);
         }
     }
     if envoy {
-        let remove: Vec<&str> = credential_headers(s)
-            .chain(unset_identity(s, set))
-            .collect();
-        if let Ok(v) = HeaderValue::from_str(&remove.join(",")) {
-            h.insert("x-envoy-auth-headers-to-remove", v);
-        }
+        h.insert(
+            ENVOY_REMOVE.clone(),
+            s.allow_headers.envoy_remove[mask].clone(),
+        );
     }
     r
+}
+
+static ENVOY_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+/// The identity header names, and Envoy HTTP mode's remove lists, as `http` values made once
+/// per config: an allow parses and joins nothing.
+#[derive(Debug, Clone)]
+pub struct AllowHeaders {
+    /// In [`IdentityHeaders::all`] order.
+    names: [HeaderName; 4],
+    /// `x-envoy-auth-headers-to-remove` by the set of identity headers an allow sets (bit `i`:
+    /// `all()[i]`): the credential headers and the identity headers left unset.
+    envoy_remove: [HeaderValue; 16],
+}
+
+impl AllowHeaders {
+    /// `None` if a name is not a valid header name (config validation reports which).
+    pub fn new(identity: &IdentityHeaders, schemes: &[Scheme]) -> Option<AllowHeaders> {
+        let all = identity.all();
+        let names = all.map(|n| HeaderName::from_bytes(n.as_bytes()).ok());
+        let [Some(a), Some(b), Some(c), Some(d)] = names else {
+            return None;
+        };
+        let envoy_remove: Vec<HeaderValue> = (0..16)
+            .map(|mask| {
+                let unset = (0..4).filter(|i| mask & (1 << i) == 0).map(|i| all[i]);
+                let list: Vec<&str> = credential_headers(schemes).chain(unset).collect();
+                HeaderValue::from_str(&list.join(",")).ok()
+            })
+            .collect::<Option<_>>()?;
+        Some(AllowHeaders {
+            names: [a, b, c, d],
+            envoy_remove: envoy_remove.try_into().ok()?,
+        })
+    }
 }
 
 /// The denial as an HTTP response (both nginx and Envoy HTTP mode).

@@ -9,6 +9,7 @@ pub mod http;
 
 use crate::config::Settings;
 use crate::core::decide::Allow;
+use crate::core::scheme::Scheme;
 
 /// Identity headers for an allowed request: `(name, value)` for those this key sets, and
 /// the names of those it does not (to be removed, so a client-sent value never passes).
@@ -45,9 +46,9 @@ pub fn unset_identity<'a>(
 }
 
 /// Every configured credential header, once, removed before the upstream sees the request.
-pub fn credential_headers(s: &Settings) -> impl Iterator<Item = &str> {
-    s.schemes.iter().enumerate().filter_map(|(i, sc)| {
-        let first = !s.schemes[..i].iter().any(|o| o.header == sc.header);
+pub fn credential_headers(schemes: &[Scheme]) -> impl Iterator<Item = &str> {
+    schemes.iter().enumerate().filter_map(|(i, sc)| {
+        let first = !schemes[..i].iter().any(|o| o.header == sc.header);
         first.then_some(sc.header.as_str())
     })
 }
