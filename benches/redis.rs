@@ -740,26 +740,19 @@ fn table_model(n: usize) -> Value {
     }
     let entry = size_of::<KeyEntry>();
     let arc_entry = 16 + entry;
-    let id_arc = 16 + 12;
-    let by_id_slot = size_of::<(Arc<str>, Arc<KeyEntry>)>();
-    let by_digest_slot = size_of::<([u8; 32], Arc<KeyEntry>)>();
+    // Each index holds bare entry pointers (the key is read from the entry).
+    let slot = size_of::<Arc<KeyEntry>>();
     let b = buckets(n);
-    let by_id = (b * (by_id_slot + 1) + 16) as f64 / n as f64;
-    let by_digest = (b * (by_digest_slot + 1) + 16) as f64 / n as f64;
-    let total = chunk(arc_entry) as f64 + chunk(id_arc) as f64 + by_id + by_digest;
+    let index = (b * (slot + 1) + 16) as f64 / n as f64;
+    let total = chunk(arc_entry) as f64 + 2.0 * index;
     json!({
         "size_of_KeyEntry": entry,
         "size_of_KeyHash": size_of::<KeyHash>(),
-        "size_of_OnceLock_32": size_of::<std::sync::OnceLock<[u8; 32]>>(),
         "arc_KeyEntry_request": arc_entry,
         "arc_KeyEntry_chunk": chunk(arc_entry),
-        "arc_id_request": id_arc,
-        "arc_id_chunk": chunk(id_arc),
         "buckets": b,
-        "by_id_slot": by_id_slot,
-        "by_id_per_key": by_id,
-        "by_digest_slot": by_digest_slot,
-        "by_digest_per_key": by_digest,
+        "slot": slot,
+        "index_per_key": index,
         "total_per_key": total,
         "size_of_KeyRecord": size_of::<KeyRecord>(),
     })
@@ -1288,21 +1281,16 @@ fn main() {
     let g = |k: &str| m[k].as_f64().unwrap_or(f64::NAN);
     println!(
         "table model at {COLD_KEYS} keys: Arc<KeyEntry> {} B requested → {} B chunk \
-         (KeyEntry {} B: KeyHash {} B, OnceLock<[u8;32]> {} B); id Arc<str> {} B → {} B chunk; \
-         {} buckets per map: by_id {} B/slot → {:.1} B/key, by_digest {} B/slot → {:.1} B/key; \
-         total {:.0} B/key (KeyRecord in the state: {} B + its strings)",
+         (KeyEntry {} B, of which KeyHash {} B; the id inline); {} buckets per index, by id and \
+         by digest, {} B/slot → {:.1} B/key each; total {:.0} B/key (KeyRecord in the state: {} B \
+         + its strings)",
         m["arc_KeyEntry_request"],
         m["arc_KeyEntry_chunk"],
         m["size_of_KeyEntry"],
         m["size_of_KeyHash"],
-        m["size_of_OnceLock_32"],
-        m["arc_id_request"],
-        m["arc_id_chunk"],
         m["buckets"],
-        m["by_id_slot"],
-        g("by_id_per_key"),
-        m["by_digest_slot"],
-        g("by_digest_per_key"),
+        m["slot"],
+        g("index_per_key"),
         g("total_per_key"),
         m["size_of_KeyRecord"],
     );

@@ -170,7 +170,7 @@ impl Verifier {
             .await
             .unwrap_or(false);
         if ok {
-            let _ = entry.verified.set(self.digest(presented));
+            entry.set_verified(self.digest(presented));
             self.metrics.verification(Verification::Ok);
         } else {
             self.failed(&entry.id, now);
@@ -196,7 +196,7 @@ impl SecretCheck for Cached<'_> {
         {
             return Some(ok);
         }
-        if let Some(d) = entry.verified.get()
+        if let Some(d) = entry.verified()
             && bool::from(self.v.digest(key).ct_eq(d))
         {
             self.v.metrics.cache_hits.inc();

@@ -815,7 +815,7 @@ fn actual(table: &Table, req: &ReqSpec, headers: &impl Headers) -> Result<Expect
             let idx = f
                 .pool
                 .iter()
-                .position(|p| *p.id == *a.key.id && p.scheme == a.key.scheme)
+                .position(|p| *p.id == *a.key.id && p.scheme == a.key.scheme())
                 .ok_or("allowed an id not in the pool")?;
             Ok(Expected::Allow(idx))
         }

@@ -229,15 +229,15 @@ pub fn decide<'r, H: Headers + ?Sized>(
             .by_digest(&d)
             .filter(|e| matches!(&e.hash, KeyHash::Sha256(h) if bool::from(h.ct_eq(&d))))
     };
-    let Some(entry) = entry.filter(|e| e.scheme == p.scheme) else {
+    let Some(entry) = entry.filter(|e| e.scheme() == p.scheme) else {
         return unknown();
     };
     // Revoked and expired keys get the same 401 as unknown ones, so their secret need not be
     // verified first (that would spend Argon2 on keys that cannot pass).
-    if entry.revoked_at.is_some() {
+    if entry.revoked {
         return deny(Reason::Revoked, p.bearer, true);
     }
-    if entry.expires_at.is_some_and(|e| e <= now) {
+    if entry.is_expired(now) {
         return deny(Reason::Expired, p.bearer, true);
     }
     if matches!(entry.hash, KeyHash::Argon2id(_)) {

@@ -3,7 +3,12 @@
 //! plus the records a change touched).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hash, RandomState};
+use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
+
+use compact_str::CompactString;
+use hashbrown::HashTable;
 
 use super::key::{Account, AccountStatus, KeyHash, KeyRecord};
 use super::scheme::Scheme;
@@ -17,20 +22,46 @@ pub struct Scopes {
     pub joined: Box<str>,
 }
 
-/// One key, ready for decisions.
+/// One key, ready for decisions. Kept small: a table holds a million of them.
 pub struct KeyEntry {
-    pub id: Arc<str>,
+    /// Inline up to 24 bytes (keygate's ids are 12), so no allocation of its own.
+    pub id: CompactString,
     pub account: Arc<str>,
-    pub scheme: usize,
     /// `None`: every route.
     pub scopes: Option<Arc<Scopes>>,
     pub hash: KeyHash,
-    pub expires_at: Option<i64>,
-    pub revoked_at: Option<i64>,
+    /// Unix seconds; `i64::MAX` for a key that never expires.
+    expires_at: i64,
     pub version: u64,
-    /// Keyed digest of the key that last verified against `hash` (Argon2 schemes). It lives
-    /// and dies with this entry, so a change of the record (which makes a new entry) drops it.
-    pub verified: OnceLock<[u8; 32]>,
+    /// Keyed digest of the key that last verified against `hash`; only Argon2 entries have
+    /// the slot. It lives and dies with this entry, so a change of the record (which makes a
+    /// new entry) drops it.
+    verified: Option<Box<OnceLock<[u8; 32]>>>,
+    scheme: u16,
+    pub revoked: bool,
+}
+
+impl KeyEntry {
+    /// Index of the key's scheme in the configured schemes.
+    pub fn scheme(&self) -> usize {
+        usize::from(self.scheme)
+    }
+
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expires_at <= now
+    }
+
+    /// The keyed digest of the key that last verified (Argon2 entries).
+    pub fn verified(&self) -> Option<&[u8; 32]> {
+        self.verified.as_ref()?.get()
+    }
+
+    /// Remembers a successful verification; the first one wins, later ones are the same key.
+    pub fn set_verified(&self, digest: [u8; 32]) {
+        if let Some(v) = &self.verified {
+            let _ = v.set(digest);
+        }
+    }
 }
 
 impl std::fmt::Debug for KeyEntry {
@@ -54,89 +85,118 @@ pub struct AccountEntry {
     pub version: u64,
 }
 
-/// Shards per key map: a change copies one shard (copy on write), not the whole map.
+/// Shards per key index: a change copies one shard (copy on write), not the whole index.
 const SHARDS: usize = 64;
 
-/// Bytes a map key is sharded by.
-trait KeyBytes {
-    fn key_bytes(&self) -> &[u8];
+/// The field an index finds entries by.
+trait Keyed {
+    type K: ?Sized + Hash + Eq;
+    /// `None`: the entry is not in this index.
+    fn key(e: &KeyEntry) -> Option<&Self::K>;
 }
 
-impl KeyBytes for Arc<str> {
-    fn key_bytes(&self) -> &[u8] {
-        self.as_bytes()
+struct ById;
+impl Keyed for ById {
+    type K = str;
+    fn key(e: &KeyEntry) -> Option<&str> {
+        Some(&e.id)
     }
 }
 
-impl KeyBytes for str {
-    fn key_bytes(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-impl KeyBytes for [u8; 32] {
-    fn key_bytes(&self) -> &[u8] {
-        self
-    }
-}
-
-/// A hash map split into shards behind `Arc`s, so snapshots share every shard they do not
-/// change.
-#[derive(Clone)]
-struct Sharded<K, V> {
-    shards: Box<[Arc<HashMap<K, V>>]>,
-    len: usize,
-}
-
-impl<K, V> Default for Sharded<K, V> {
-    fn default() -> Self {
-        Sharded {
-            shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect(),
-            len: 0,
+/// SHA-256 entries by the digest of their key.
+struct ByDigest;
+impl Keyed for ByDigest {
+    type K = [u8; 32];
+    fn key(e: &KeyEntry) -> Option<&[u8; 32]> {
+        match &e.hash {
+            KeyHash::Sha256(d) => Some(d),
+            KeyHash::Argon2id(_) => None,
         }
     }
 }
 
-impl<K, V> std::fmt::Debug for Sharded<K, V> {
+/// Entries by one of their fields, in hash tables of bare entry pointers (the key is read
+/// from the entry, not stored beside it), split into shards behind `Arc`s so that snapshots
+/// share every shard a change does not touch.
+struct Index<I> {
+    shards: Box<[Arc<HashTable<Arc<KeyEntry>>>]>,
+    /// Kept by clones: shared shards were laid out with it.
+    hasher: RandomState,
+    len: usize,
+    of: PhantomData<I>,
+}
+
+impl<I> Clone for Index<I> {
+    fn clone(&self) -> Self {
+        Index {
+            shards: self.shards.clone(),
+            hasher: self.hasher.clone(),
+            len: self.len,
+            of: PhantomData,
+        }
+    }
+}
+
+impl<I> Default for Index<I> {
+    fn default() -> Self {
+        Index {
+            shards: (0..SHARDS).map(|_| Arc::new(HashTable::new())).collect(),
+            hasher: RandomState::new(),
+            len: 0,
+            of: PhantomData,
+        }
+    }
+}
+
+impl<I> std::fmt::Debug for Index<I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sharded").field("len", &self.len).finish()
+        f.debug_struct("Index").field("len", &self.len).finish()
     }
 }
 
-fn shard_of(bytes: &[u8]) -> usize {
-    // FNV-1a: cheap, and ids and digests are random already.
-    let h = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-    });
-    (h as usize) % SHARDS
+/// The shard of a hash: bits the tables themselves do not use (their bucket index comes from
+/// the low bits, their tag from the top seven).
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
 }
 
-impl<K: KeyBytes + std::hash::Hash + Eq + Clone, V: Clone> Sharded<K, V> {
-    fn get<Q>(&self, k: &Q) -> Option<&V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: KeyBytes + std::hash::Hash + Eq + ?Sized,
-    {
-        self.shards[shard_of(k.key_bytes())].get(k)
+impl<I: Keyed> Index<I> {
+    fn rehash(hasher: &RandomState, e: &KeyEntry) -> u64 {
+        I::key(e).map_or(0, |k| hasher.hash_one(k))
     }
 
-    fn insert(&mut self, k: K, v: V) {
-        let shard = Arc::make_mut(&mut self.shards[shard_of(k.key_bytes())]);
-        if shard.insert(k, v).is_none() {
+    fn get(&self, k: &I::K) -> Option<&Arc<KeyEntry>> {
+        let h = self.hasher.hash_one(k);
+        self.shards[shard_of(h)].find(h, |e| I::key(e) == Some(k))
+    }
+
+    /// Adds `e`, replacing the entry with the same key; an entry without a key is left out.
+    fn insert(&mut self, e: Arc<KeyEntry>) {
+        let Some(k) = I::key(&e) else {
+            return;
+        };
+        let h = self.hasher.hash_one(k);
+        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
+        if let Some(slot) = shard.find_mut(h, |o| I::key(o) == Some(k)) {
+            *slot = e;
+        } else {
+            shard.insert_unique(h, e, |o| Self::rehash(&self.hasher, o));
             self.len += 1;
         }
     }
 
-    fn remove(&mut self, k: &K) {
-        let shard = Arc::make_mut(&mut self.shards[shard_of(k.key_bytes())]);
-        if shard.remove(k).is_some() {
+    fn remove(&mut self, k: &I::K) {
+        let h = self.hasher.hash_one(k);
+        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
+        if let Ok(o) = shard.find_entry(h, |e| I::key(e) == Some(k)) {
+            o.remove();
             self.len -= 1;
         }
     }
 
     fn reserve(&mut self, n: usize) {
         for s in self.shards.iter_mut() {
-            Arc::make_mut(s).reserve(n / SHARDS + 1);
+            Arc::make_mut(s).reserve(n / SHARDS + 1, |o| Self::rehash(&self.hasher, o));
         }
     }
 
@@ -149,8 +209,8 @@ impl<K: KeyBytes + std::hash::Hash + Eq + Clone, V: Clone> Sharded<K, V> {
 #[derive(Debug, Default, Clone)]
 pub struct Table {
     loaded: bool,
-    by_id: Sharded<Arc<str>, Arc<KeyEntry>>,
-    by_digest: Sharded<[u8; 32], Arc<KeyEntry>>,
+    by_id: Index<ById>,
+    by_digest: Index<ByDigest>,
     accounts: HashMap<Arc<str>, AccountEntry>,
     /// Shared strings: one allocation per distinct account name and scope list.
     names: HashMap<Arc<str>, ()>,
@@ -235,7 +295,11 @@ impl Table {
     }
 
     fn upsert_key(&mut self, schemes: &[Scheme], rec: &KeyRecord, prev: Option<&Table>) {
-        let Some(scheme) = schemes.iter().position(|s| s.name == rec.scheme) else {
+        let Some(scheme) = schemes
+            .iter()
+            .position(|s| s.name == rec.scheme)
+            .and_then(|i| u16::try_from(i).ok())
+        else {
             self.skipped += 1;
             return;
         };
@@ -250,34 +314,31 @@ impl Table {
             self.scope_lists.insert(v.clone(), s.clone());
             s
         });
-        let old = self.by_id.get(rec.id.as_str()).cloned();
+        let argon2 = matches!(rec.hash, KeyHash::Argon2id(_));
         let entry = Arc::new(KeyEntry {
-            id: old
-                .as_ref()
-                .map_or_else(|| rec.id.as_str().into(), |o| o.id.clone()),
+            id: rec.id.as_str().into(),
             account: self.intern(&rec.account),
-            scheme,
             scopes,
             hash: rec.hash.clone(),
-            expires_at: rec.expires_at,
-            revoked_at: rec.revoked_at,
+            expires_at: rec.expires_at.unwrap_or(i64::MAX),
             version: rec.version,
-            verified: OnceLock::new(),
+            verified: argon2.then(Box::default),
+            scheme,
+            revoked: rec.revoked_at.is_some(),
         });
         if let Some(o) = prev.and_then(|p| p.by_id.get(rec.id.as_str()))
             && o.version == rec.version
             && o.hash == rec.hash
-            && let Some(d) = o.verified.get()
+            && let Some(d) = o.verified()
         {
-            let _ = entry.verified.set(*d);
+            entry.set_verified(*d);
         }
-        if let Some(KeyHash::Sha256(d)) = old.as_ref().map(|o| &o.hash) {
-            self.by_digest.remove(d);
+        if let Some(KeyHash::Sha256(d)) = self.by_id.get(rec.id.as_str()).map(|o| &o.hash) {
+            let d = *d;
+            self.by_digest.remove(&d);
         }
-        if let KeyHash::Sha256(d) = &entry.hash {
-            self.by_digest.insert(*d, entry.clone());
-        }
-        self.by_id.insert(entry.id.clone(), entry);
+        self.by_digest.insert(entry.clone());
+        self.by_id.insert(entry);
     }
 
     fn upsert_account(&mut self, plans: &BTreeMap<String, Plan>, a: &Account) {
@@ -350,6 +411,18 @@ mod tests {
     }
 
     #[test]
+    fn entries_stay_small() {
+        // A million-key table is a million of these behind an `Arc` (16 bytes of counts) in
+        // glibc chunks of 16: 120 bytes make a 144-byte chunk, 128 a 160-byte one.
+        assert!(
+            size_of::<KeyEntry>() <= 120,
+            "KeyEntry is {} bytes",
+            size_of::<KeyEntry>()
+        );
+        assert_eq!(size_of::<Option<Arc<KeyEntry>>>(), 8);
+    }
+
+    #[test]
     fn changes_apply_in_version_order_and_share_the_rest() {
         let schemes = [Scheme::new(
             "s".into(),
@@ -368,15 +441,15 @@ mod tests {
             None,
         );
         let t2 = t.with_changes(&schemes, &plans, &[rec("a", 2, true)], &[]);
-        assert!(t2.by_id(b"a").unwrap().revoked_at.is_some());
+        assert!(t2.by_id(b"a").unwrap().revoked);
         assert!(Arc::ptr_eq(t.by_id(b"b").unwrap(), t2.by_id(b"b").unwrap()));
         assert!(
-            t.by_id(b"a").unwrap().revoked_at.is_none(),
+            !t.by_id(b"a").unwrap().revoked,
             "the old snapshot is unchanged"
         );
         // Replaying an older version changes nothing.
         let t3 = t2.with_changes(&schemes, &plans, &[rec("a", 1, false)], &[]);
-        assert!(t3.by_id(b"a").unwrap().revoked_at.is_some());
+        assert!(t3.by_id(b"a").unwrap().revoked);
         // Scope lists and account names are shared.
         let (a, b) = (t3.by_id(b"a").unwrap(), t3.by_id(b"b").unwrap());
         assert!(Arc::ptr_eq(
@@ -384,6 +457,6 @@ mod tests {
             b.scopes.as_ref().unwrap()
         ));
         assert!(Arc::ptr_eq(&a.account, &b.account));
-        assert_eq!(t3.by_digest(&sha256(b"b")).unwrap().id.as_ref(), "b");
+        assert_eq!(t3.by_digest(&sha256(b"b")).unwrap().id, "b");
     }
 }
