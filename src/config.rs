@@ -403,7 +403,7 @@ pub struct Settings {
     pub plans: BTreeMap<String, Plan>,
     pub routes: RouteTable,
     pub identity: IdentityHeaders,
-    pub allow_headers: AllowHeaders,
+    pub(crate) allow_headers: AllowHeaders,
     pub verify_concurrency: usize,
     pub failures_per_minute: u32,
     pub flush_interval: Duration,
@@ -848,12 +848,7 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
         }
     }
 
-    let Some(allow_headers) = AllowHeaders::new(&identity, &schemes) else {
-        if problems.is_empty() {
-            push(problems, "identity_headers", "not valid header names");
-        }
-        return None;
-    };
+    let allow_headers = AllowHeaders::new(&identity, &schemes);
 
     let v = &raw.verification;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -872,6 +867,26 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
             "must be in (0, 3600]",
         );
     }
+
+    let drain_delay = secs(
+        "shutdown.drain_delay_seconds",
+        raw.shutdown.drain_delay_seconds,
+        0.0,
+        problems,
+    );
+    let drain_timeout = secs(
+        "shutdown.timeout_seconds",
+        raw.shutdown.timeout_seconds,
+        0.1,
+        problems,
+    );
+    // Names that failed validation above leave it `None`; the problems say which.
+    let Some(allow_headers) = allow_headers else {
+        if problems.is_empty() {
+            push(problems, "identity_headers", "not valid header names");
+        }
+        return None;
+    };
 
     Some(Settings {
         grpc,
@@ -893,18 +908,8 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
             raw.usage.flush_interval_seconds.clamp(0.01, 3600.0),
         ),
         admin_label: raw.admin.token_label.clone(),
-        drain_delay: secs(
-            "shutdown.drain_delay_seconds",
-            raw.shutdown.drain_delay_seconds,
-            0.0,
-            problems,
-        ),
-        drain_timeout: secs(
-            "shutdown.timeout_seconds",
-            raw.shutdown.timeout_seconds,
-            0.1,
-            problems,
-        ),
+        drain_delay,
+        drain_timeout,
     })
 }
 
@@ -942,6 +947,8 @@ schemes:
 plans: { p: { max_keys: 0 } }
 routes:
   - { path_prefix: /, schemes: [nope] }
+identity_headers: { account: "bad name" }
+shutdown: { timeout_seconds: 0 }
 "#;
         let f = fields(text);
         for want in [
@@ -951,6 +958,8 @@ routes:
             "schemes[1].name",
             "plans.p.max_keys",
             "routes[0].schemes[0]",
+            "identity_headers.account",
+            "shutdown.timeout_seconds",
         ] {
             assert!(f.iter().any(|x| x == want), "missing {want} in {f:?}");
         }
