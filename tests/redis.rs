@@ -366,3 +366,35 @@ async fn sentinel_finds_the_primary_after_a_failover() {
     wait_status(&h, &k2.key, 200).await;
     assert_eq!(status(&h, &k1.key).await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_larger_than_one_scan_batch_loads_whole() {
+    // The loader scans 10,000 records per round trip and asks for the next batch while it
+    // parses the last: 25,000 records take three batches.
+    const FILLER: usize = 25_000;
+    let redis = RedisServer::start();
+    let a = Harness::start_redis(&redis.url(), "", true).await;
+    let real = a.key("live", "acme", Some(&["tokens:read"])).await;
+    let mut rec = a.manager.store.get_key(&real.id).await.unwrap().unwrap();
+    let mut con = redis.client().get_connection().unwrap();
+    for batch in (0..FILLER).step_by(1_000) {
+        let mut hset = redis::cmd("HSET");
+        hset.arg("{keygate}:keys");
+        for i in batch..batch + 1_000 {
+            rec.id = format!("filler{i:06}");
+            rec.prefix = format!("tk_live_{}", rec.id);
+            rec.hash =
+                keygate::core::key::KeyHash::Sha256(keygate::core::key::sha256(rec.id.as_bytes()));
+            hset.arg(&rec.id).arg(serde_json::to_string(&rec).unwrap());
+        }
+        hset.query::<()>(&mut con).unwrap();
+    }
+
+    let b = Harness::start_redis(&redis.url(), "", true).await;
+    assert_eq!(
+        metric(&metrics(&b).await, "keygate_keys "),
+        (FILLER + 1) as f64
+    );
+    assert_eq!(status(&b, &real.key).await, 200);
+    assert_eq!(status(&a, &real.key).await, 200);
+}

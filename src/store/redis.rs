@@ -55,6 +55,16 @@ return rev
 /// One HSCAN reply's field/value pairs, as raw bytes.
 type ScanBatch = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// A spawned task stopped when its handle is dropped (a load that fails half-way does not
+/// leave a scan running).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Records changed by one write: the body of a change-log entry.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct ChangeData {
@@ -321,16 +331,30 @@ impl RedisStore {
             accounts: Vec::new(),
         };
         let started = std::time::Instant::now();
-        let mut cursor: u64 = 0;
+        // The next batch is asked for before this one is parsed, so Redis produces it while
+        // keygate parses (they run on different cores).
+        let scan = |cursor: u64| {
+            let mut con = con.clone();
+            let key = self.k("keys");
+            tokio::spawn(async move {
+                redis::cmd("HSCAN")
+                    .arg(key)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(10_000)
+                    .query_async::<(u64, ScanBatch)>(&mut con)
+                    .await
+            })
+        };
+        let mut next = AbortOnDrop(scan(0));
         loop {
-            let (next, items): (u64, ScanBatch) = redis::cmd("HSCAN")
-                .arg(self.k("keys"))
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(10_000)
-                .query_async(con)
+            let (cursor, items) = (&mut next.0)
                 .await
+                .map_err(|e| StoreError::Redis(format!("key scan task: {e}")))?
                 .map_err(err)?;
+            if cursor != 0 {
+                next = AbortOnDrop(scan(cursor));
+            }
             for (_, js) in items {
                 state.keys.push(
                     serde_json::from_slice(&js).map_err(|e| bad_json("redis key record", e))?,
@@ -339,7 +363,6 @@ impl RedisStore {
             if state.keys.len() % 100_000 < 10_000 && state.keys.len() >= 100_000 {
                 tracing::info!(keys = state.keys.len(), "loading the key table");
             }
-            cursor = next;
             if cursor == 0 {
                 break;
             }
