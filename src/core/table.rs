@@ -234,14 +234,8 @@ impl Table {
         accounts: impl IntoIterator<Item = &'r Account>,
         prev: Option<&Table>,
     ) -> Table {
-        let mut t = Table {
-            loaded: true,
-            ..Table::default()
-        };
         let keys = keys.into_iter();
-        // Sized once: growing maps of a million entries rehashes them many times.
-        t.by_id.reserve(keys.size_hint().0);
-        t.by_digest.reserve(keys.size_hint().0);
+        let mut t = Table::with_capacity(keys.size_hint().0);
         for rec in keys {
             t.upsert_key(schemes, rec, prev);
         }
@@ -249,6 +243,25 @@ impl Table {
             t.upsert_account(plans, a);
         }
         t
+    }
+
+    /// An empty loaded table with room for `keys` keys, to be filled with [`Table::upsert_key`]
+    /// and [`Table::upsert_account`] before it is published (a bulk load builds it while it
+    /// reads).
+    pub fn with_capacity(keys: usize) -> Table {
+        let mut t = Table {
+            loaded: true,
+            ..Table::default()
+        };
+        t.reserve(keys);
+        t
+    }
+
+    /// Room for `keys` more keys. Sized once: growing maps of a million entries rehashes
+    /// them many times.
+    pub fn reserve(&mut self, keys: usize) {
+        self.by_id.reserve(keys);
+        self.by_digest.reserve(keys);
     }
 
     /// A new snapshot: this one with `keys` and `accounts` replaced or added. A record older
@@ -294,7 +307,9 @@ impl Table {
         a
     }
 
-    fn upsert_key(&mut self, schemes: &[Scheme], rec: &KeyRecord, prev: Option<&Table>) {
+    /// Adds or replaces the key of `rec`; its verification cache is kept from `prev` when the
+    /// record there is the same. A record of a scheme not in `schemes` is counted in `skipped`.
+    pub fn upsert_key(&mut self, schemes: &[Scheme], rec: &KeyRecord, prev: Option<&Table>) {
         let Some(scheme) = schemes
             .iter()
             .position(|s| s.name == rec.scheme)
@@ -341,7 +356,7 @@ impl Table {
         self.by_id.insert(entry);
     }
 
-    fn upsert_account(&mut self, plans: &BTreeMap<String, Plan>, a: &Account) {
+    pub fn upsert_account(&mut self, plans: &BTreeMap<String, Plan>, a: &Account) {
         let api_access = match &a.plan {
             None => true,
             Some(p) => plans.get(p).is_some_and(|p| p.api_access),

@@ -27,7 +27,10 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use super::replica::Replica;
 use super::state::{AuditEvent, Change, ChangeError, Snapshot, State, UsageBatch};
+use crate::config::Plan;
 use crate::core::key::{Account, KeyHash, KeyRecord, to_hex};
+use crate::core::scheme::Scheme;
+use crate::core::table::Table;
 use crate::metrics::Metrics;
 
 const CAS_WRITE: &str = r#"
@@ -55,13 +58,45 @@ return rev
 /// One HSCAN reply's field/value pairs, as raw bytes.
 type ScanBatch = Vec<(Vec<u8>, Vec<u8>)>;
 
-/// A spawned task stopped when its handle is dropped (a load that fails half-way does not
-/// leave a scan running).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+/// Where a full read of the table's records goes, record by record as batches arrive.
+trait Sink {
+    fn reserve(&mut self, keys: usize);
+    fn key(&mut self, rec: KeyRecord);
+    fn account(&mut self, a: Account);
+}
 
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+/// Records into plain vectors (scan order is random; sorting them would cost more than the
+/// table build itself).
+impl Sink for Snapshot {
+    fn reserve(&mut self, keys: usize) {
+        self.keys.reserve(keys + keys / 16);
+    }
+    fn key(&mut self, rec: KeyRecord) {
+        self.keys.push(rec);
+    }
+    fn account(&mut self, a: Account) {
+        self.accounts.push(a);
+    }
+}
+
+/// Records straight into a table under construction.
+struct TableSink {
+    table: Table,
+    schemes: Arc<[Scheme]>,
+    plans: BTreeMap<String, Plan>,
+    /// The table being replaced, for the verifications it cached.
+    prev: Arc<Table>,
+}
+
+impl Sink for TableSink {
+    fn reserve(&mut self, keys: usize) {
+        self.table.reserve(keys);
+    }
+    fn key(&mut self, rec: KeyRecord) {
+        self.table.upsert_key(&self.schemes, &rec, Some(&self.prev));
+    }
+    fn account(&mut self, a: Account) {
+        self.table.upsert_account(&self.plans, &a);
     }
 }
 
@@ -300,12 +335,17 @@ impl RedisStore {
         serde_json::from_str(js).map_err(|e| bad_json("redis key record", e))
     }
 
-    /// Loads the table's state: revision, keys and accounts, without blocking Redis (HSCAN).
-    /// Also returns the change-log position matching the revision.
-    async fn load_snapshot(
+    /// Reads every key record and account into `sink` without blocking Redis (HSCAN), and
+    /// returns it with the revision and the change-log position they are at.
+    ///
+    /// Batches are parsed and put into the sink on a thread of their own while this task
+    /// asks Redis for the next one, so Redis producing a batch and keygate taking in the
+    /// previous one run on different cores.
+    async fn scan<S: Sink + Send + 'static>(
         &self,
         con: &mut MultiplexedConnection,
-    ) -> Result<(Snapshot, String), StoreError> {
+        mut sink: S,
+    ) -> Result<(S, u64, String), StoreError> {
         let (rev, last, count): (Option<u64>, StreamRangeReply, usize) = redis::pipe()
             .atomic()
             .get(self.k("rev"))
@@ -323,63 +363,59 @@ impl RedisStore {
             .ids
             .first()
             .map_or_else(|| "0-0".to_string(), |e| e.id.clone());
-        // Records go straight into vectors (scan order is random; sorting them would cost more
-        // than the table build itself), sized from HLEN.
-        let mut state = Snapshot {
-            revision: rev.unwrap_or(0),
-            keys: Vec::with_capacity(count + count / 16),
-            accounts: Vec::new(),
-        };
+        let revision = rev.unwrap_or(0);
         let started = std::time::Instant::now();
-        // The next batch is asked for before this one is parsed, so Redis produces it while
-        // keygate parses (they run on different cores).
-        let scan = |cursor: u64| {
-            let mut con = con.clone();
-            let key = self.k("keys");
-            tokio::spawn(async move {
-                redis::cmd("HSCAN")
-                    .arg(key)
-                    .arg(cursor)
-                    .arg("COUNT")
-                    .arg(10_000)
-                    .query_async::<(u64, ScanBatch)>(&mut con)
-                    .await
-            })
-        };
-        let mut next = AbortOnDrop(scan(0));
+        // Two batches in flight at most: memory stays bounded if parsing falls behind.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ScanBatch>(2);
+        let taker = tokio::task::spawn_blocking(move || {
+            sink.reserve(count);
+            let mut keys = 0usize;
+            while let Some(items) = rx.blocking_recv() {
+                for (_, js) in items {
+                    sink.key(
+                        serde_json::from_slice(&js).map_err(|e| bad_json("redis key record", e))?,
+                    );
+                    keys += 1;
+                    if keys.is_multiple_of(100_000) {
+                        tracing::info!(keys, "loading the key table");
+                    }
+                }
+            }
+            Ok::<_, StoreError>((sink, keys))
+        });
+        let mut cursor: u64 = 0;
         loop {
-            let (cursor, items) = (&mut next.0)
+            let (next, items): (u64, ScanBatch) = redis::cmd("HSCAN")
+                .arg(self.k("keys"))
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(con)
                 .await
-                .map_err(|e| StoreError::Redis(format!("key scan task: {e}")))?
                 .map_err(err)?;
-            if cursor != 0 {
-                next = AbortOnDrop(scan(cursor));
-            }
-            for (_, js) in items {
-                state.keys.push(
-                    serde_json::from_slice(&js).map_err(|e| bad_json("redis key record", e))?,
-                );
-            }
-            if state.keys.len() % 100_000 < 10_000 && state.keys.len() >= 100_000 {
-                tracing::info!(keys = state.keys.len(), "loading the key table");
-            }
-            if cursor == 0 {
+            // A send fails only when the taker stopped on a bad record: its error follows.
+            if tx.send(items).await.is_err() || next == 0 {
                 break;
             }
+            cursor = next;
         }
+        drop(tx);
+        let (mut sink, keys) = taker
+            .await
+            .map_err(|e| StoreError::Redis(format!("key table load: {e}")))??;
         let accounts: HashMap<String, String> =
             con.hgetall(self.k("accounts")).await.map_err(err)?;
         for js in accounts.into_values() {
             let a: Account = serde_json::from_str(&js).map_err(|e| bad_json("redis account", e))?;
-            state.accounts.push(a);
+            sink.account(a);
         }
         tracing::info!(
-            keys = state.keys.len(),
-            revision = state.revision,
+            keys,
+            revision,
             ms = started.elapsed().as_millis() as u64,
             "key table loaded from redis"
         );
-        Ok((state, last_id))
+        Ok((sink, revision, last_id))
     }
 
     pub async fn load(&self) -> Result<State, StoreError> {
@@ -389,7 +425,12 @@ impl RedisStore {
             .get_multiplexed_async_connection()
             .await
             .map_err(err)?;
-        Ok(self.load_snapshot(&mut con).await?.0.into())
+        let (snapshot, revision, _) = self.scan(&mut con, Snapshot::default()).await?;
+        Ok(Snapshot {
+            revision,
+            ..snapshot
+        }
+        .into())
     }
 
     async fn get_key_once(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
@@ -635,11 +676,24 @@ impl RedisStore {
         replica: &Replica,
         metrics: &Metrics,
     ) -> Result<(u64, String), StoreError> {
-        let (state, id) = self.load_snapshot(con).await?;
-        replica.install_snapshot(&state);
+        let (revision, id) = loop {
+            let ((schemes, plans), generation) = replica.policy();
+            // Built while the scan goes on: no million-record vector, and the build overlaps
+            // Redis producing the next batch. Verifications cached by the table being
+            // replaced carry over.
+            let sink = TableSink {
+                table: Table::with_capacity(0),
+                schemes,
+                plans,
+                prev: Arc::clone(&replica.snapshot()),
+            };
+            let (sink, revision, id) = self.scan(con, sink).await?;
+            if replica.install_built(revision, sink.table, generation) {
+                break (revision, id);
+            }
+            tracing::info!("config reloaded during the key table load: loading again");
+        };
         metrics.full_reloads.inc();
-        let revision = state.revision;
-        drop(state);
         // The loader's buffers (hundreds of MB at a million keys) are free now, but glibc keeps
         // them resident unless asked; a full load is rare, so asking costs nothing that matters.
         let _ = tokio::task::spawn_blocking(release_free_memory).await;

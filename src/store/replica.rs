@@ -12,20 +12,22 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use super::Store;
-use super::state::{Snapshot, State};
+use super::state::State;
 use crate::config::{Plan, Settings};
 use crate::core::key::{Account, KeyRecord};
 use crate::core::scheme::Scheme;
 use crate::core::table::Table;
 
 /// Schemes and plans, as the table is built with them.
-type Policy = (Arc<[Scheme]>, BTreeMap<String, Plan>);
+pub type Policy = (Arc<[Scheme]>, BTreeMap<String, Plan>);
 
 pub struct Replica {
     table: ArcSwap<Table>,
     /// Schemes and plans the table is built with; replaced together with the table on a
     /// config reload.
     policy: std::sync::RwLock<Policy>,
+    /// Bumped with every policy change, so a table built from an older one is not published.
+    policy_generation: AtomicU64,
     revision: AtomicU64,
     started: Instant,
     /// Milliseconds since `started` of the last install, or `u64::MAX` before the first.
@@ -41,6 +43,7 @@ impl Replica {
         Replica {
             table: ArcSwap::from_pointee(Table::not_loaded()),
             policy: std::sync::RwLock::new((settings.schemes.clone(), settings.plans.clone())),
+            policy_generation: AtomicU64::new(0),
             revision: AtomicU64::new(0),
             started: Instant::now(),
             last_update_ms: AtomicU64::new(u64::MAX),
@@ -103,9 +106,29 @@ impl Replica {
         self.install_inner(state, true)
     }
 
-    /// Publishes a bulk-loaded snapshot whatever its revision (see `install_new`).
-    pub fn install_snapshot(&self, s: &Snapshot) {
-        self.install_records(s.revision, &s.keys, &s.accounts, true)
+    /// The schemes and plans to build a table with, and their generation for
+    /// [`Replica::install_built`].
+    pub fn policy(&self) -> (Policy, u64) {
+        let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let policy = self
+            .policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        (policy, self.policy_generation.load(Ordering::Acquire))
+    }
+
+    /// Publishes a table the caller built (a bulk load) at `revision`, whatever the revision
+    /// held (see `install_new`), unless the schemes or plans changed since it took them with
+    /// [`Replica::policy`]: then nothing changes and the caller builds again.
+    pub fn install_built(&self, revision: u64, table: Table, generation: u64) -> bool {
+        let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.policy_generation.load(Ordering::Acquire) != generation {
+            return false;
+        }
+        warn_skipped(&table);
+        self.publish(revision, table);
+        true
     }
 
     fn install_inner(&self, state: &State, force: bool) {
@@ -132,12 +155,12 @@ impl Replica {
         }
         let policy = self.policy.read().unwrap_or_else(|p| p.into_inner());
         let table = Table::build(&policy.0, &policy.1, keys, accounts, Some(&current));
-        if table.skipped > 0 {
-            tracing::warn!(
-                skipped = table.skipped,
-                "keys whose scheme is not configured are ignored"
-            );
-        }
+        warn_skipped(&table);
+        self.publish(revision, table);
+    }
+
+    /// Swaps in `table` at `revision`; the caller holds `install_lock`.
+    fn publish(&self, revision: u64, table: Table) {
         tracing::debug!(revision, keys = table.len(), "key table updated");
         self.table.store(Arc::new(table));
         self.revision.store(revision, Ordering::Release);
@@ -153,11 +176,7 @@ impl Replica {
             .table
             .load()
             .with_changes(&policy.0, &policy.1, keys, accounts);
-        tracing::debug!(revision, keys = table.len(), "key table updated");
-        self.table.store(Arc::new(table));
-        self.revision.store(revision, Ordering::Release);
-        self.rev_tx.send_replace(revision);
-        self.touch();
+        self.publish(revision, table);
     }
 
     /// Rebuilds the table under new schemes and plans (a config reload) from `state`, unless
@@ -169,6 +188,7 @@ impl Replica {
         }
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) =
             (settings.schemes.clone(), settings.plans.clone());
+        self.policy_generation.fetch_add(1, Ordering::AcqRel);
         let table = Table::build(
             &settings.schemes,
             &settings.plans,
@@ -176,10 +196,7 @@ impl Replica {
             state.accounts.values(),
             None,
         );
-        self.table.store(Arc::new(table));
-        self.revision.store(state.revision, Ordering::Release);
-        self.rev_tx.send_replace(state.revision);
-        self.touch();
+        self.publish(state.revision, table);
         true
     }
 
@@ -188,6 +205,15 @@ impl Replica {
         let state = store.load().await?;
         self.install(&state);
         Ok(())
+    }
+}
+
+fn warn_skipped(table: &Table) {
+    if table.skipped > 0 {
+        tracing::warn!(
+            skipped = table.skipped,
+            "keys whose scheme is not configured are ignored"
+        );
     }
 }
 
@@ -227,5 +253,26 @@ pub async fn follow(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_built_under_replaced_schemes_is_not_published() {
+        let settings = Settings::from_yaml(include_str!("../../config/keygate.yaml")).unwrap();
+        let replica = Replica::new(&settings);
+        let (_, generation) = replica.policy();
+        // A config reload lands while a bulk load builds with the old schemes.
+        assert!(replica.install_policy(&settings, &State::default()));
+        assert!(!replica.install_built(7, Table::with_capacity(0), generation));
+        assert_eq!(replica.revision(), 0);
+
+        let (_, generation) = replica.policy();
+        assert!(replica.install_built(7, Table::with_capacity(0), generation));
+        assert_eq!(replica.revision(), 7);
+        assert!(replica.is_loaded());
     }
 }
