@@ -676,7 +676,7 @@ impl RedisStore {
         replica: &Replica,
         metrics: &Metrics,
     ) -> Result<(u64, String), StoreError> {
-        let (revision, id) = loop {
+        let (revision, id, replaced) = loop {
             let ((schemes, plans), generation) = replica.policy();
             // Built while the scan goes on: no million-record vector, and the build overlaps
             // Redis producing the next batch. Verifications cached by the table being
@@ -687,16 +687,21 @@ impl RedisStore {
                 plans,
                 prev: Arc::clone(&replica.snapshot()),
             };
-            let (sink, revision, id) = self.scan(con, sink).await?;
-            if replica.install_built(revision, sink.table, generation) {
-                break (revision, id);
+            let (TableSink { table, prev, .. }, revision, id) = self.scan(con, sink).await?;
+            if replica.install_built(revision, table, generation) {
+                break (revision, id, prev);
             }
             tracing::info!("config reloaded during the key table load: loading again");
         };
         metrics.full_reloads.inc();
-        // The loader's buffers (hundreds of MB at a million keys) are free now, but glibc keeps
+        // Off the runtime: freeing a replaced table of a million entries takes a few hundred
+        // milliseconds. The loader's buffers (hundreds of MB) are free by then, but glibc keeps
         // them resident unless asked; a full load is rare, so asking costs nothing that matters.
-        let _ = tokio::task::spawn_blocking(release_free_memory).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(replaced);
+            release_free_memory();
+        })
+        .await;
         Ok((revision, id))
     }
 
