@@ -28,7 +28,7 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 
-use super::{credential_headers, identity, unset_identity};
+use super::{credential_headers, identity, set_identity, unset_identity};
 use crate::config::Settings;
 use crate::core::decide::{Allow, Denial};
 use crate::core::request::{self, Headers, Request};
@@ -114,14 +114,12 @@ fn metadata(a: &Allow) -> [(&'static str, Option<&str>); 4] {
 
 /// The allow as a message tree; [`Answer`] encodes the same bytes without building it.
 pub fn allow(s: &Settings, a: &Allow) -> CheckResponse {
-    let (set, n) = identity(s, a);
-    let set = &set[..n];
-    let headers = set
-        .iter()
+    let values = identity(a);
+    let headers = set_identity(s, &values)
         .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
         .collect();
     let headers_to_remove = credential_headers(&s.schemes)
-        .chain(unset_identity(s, set))
+        .chain(unset_identity(s, &values))
         .map(String::from)
         .collect();
     let fields: HashMap<String, Value> = metadata(a)
@@ -163,8 +161,7 @@ pub struct AllowAnswer {
 
 impl AllowAnswer {
     fn new(settings: Arc<Settings>, allow: Allow) -> AllowAnswer {
-        let (set, n) = identity(&settings, &allow);
-        let (ok_len, meta_len) = allow_lens(&settings, &allow, &set[..n]);
+        let (ok_len, meta_len) = allow_lens(&settings, &allow);
         AllowAnswer {
             settings,
             allow,
@@ -253,11 +250,10 @@ fn entry_len(k: &str, v: &str) -> usize {
 
 fn encode_allow(answer: &AllowAnswer, buf: &mut impl BufMut) {
     let (s, a) = (&*answer.settings, &answer.allow);
-    let (set, n) = identity(s, a);
-    let set = &set[..n];
+    let values = identity(a);
     put_head(CHECK_STATUS, 0, buf);
     put_head(CHECK_OK_RESPONSE, answer.ok_len, buf);
-    for (k, v) in set {
+    for (k, v) in set_identity(s, &values) {
         put_head(OK_HEADERS, option_len(k, v), buf);
         put_head(OPTION_HEADER, header_len(k, v), buf);
         put_opt_str(HEADER_KEY, k, buf);
@@ -265,7 +261,7 @@ fn encode_allow(answer: &AllowAnswer, buf: &mut impl BufMut) {
         encode_key(OPTION_APPEND_ACTION, WireType::Varint, buf);
         encode_varint(OVERWRITE, buf);
     }
-    for name in credential_headers(&s.schemes).chain(unset_identity(s, set)) {
+    for name in credential_headers(&s.schemes).chain(unset_identity(s, &values)) {
         put_str(OK_HEADERS_TO_REMOVE, name, buf);
     }
     put_head(CHECK_DYNAMIC_METADATA, answer.meta_len, buf);
@@ -280,13 +276,13 @@ fn encode_allow(answer: &AllowAnswer, buf: &mut impl BufMut) {
 }
 
 /// Content lengths of the `OkHttpResponse` and of the metadata `Struct`.
-fn allow_lens(s: &Settings, a: &Allow, set: &[(&str, &str)]) -> (usize, usize) {
-    let headers: usize = set
-        .iter()
+fn allow_lens(s: &Settings, a: &Allow) -> (usize, usize) {
+    let values = identity(a);
+    let headers: usize = set_identity(s, &values)
         .map(|(k, v)| field_len(OK_HEADERS, option_len(k, v)))
         .sum();
     let removed: usize = credential_headers(&s.schemes)
-        .chain(unset_identity(s, set))
+        .chain(unset_identity(s, &values))
         .map(|name| field_len(OK_HEADERS_TO_REMOVE, name.len()))
         .sum();
     let meta = metadata(a)

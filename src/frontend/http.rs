@@ -118,20 +118,18 @@ async fn envoy_http<B>(auth: &Arc<Authorizer>, req: &http::Request<B>) -> Respon
 
 fn allowed(auth: &Authorizer, a: &Allow, envoy: bool) -> Response<Body> {
     let s = &*auth.settings();
-    let (set, n) = identity(s, a);
-    let names = &s.allow_headers.names;
     let mut r = Response::new(Full::new(Bytes::new()));
     let h = r.headers_mut();
     let mut mask = 0;
-    for (k, v) in &set[..n] {
-        let Some(i) = names.iter().position(|m| m.as_str() == *k) else {
+    for (i, v) in identity(a).into_iter().enumerate() {
+        let Some(v) = v else {
             continue;
         };
         mask |= 1 << i;
         // Values are ids, accounts and scopes that the management API restricts to
         // header-safe characters.
         if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(names[i].clone(), v);
+            h.insert(s.allow_headers.names[i].clone(), v);
         }
     }
     if envoy {

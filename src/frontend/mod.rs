@@ -11,38 +11,46 @@ use crate::config::Settings;
 use crate::core::decide::Allow;
 use crate::core::scheme::Scheme;
 
-/// Identity headers for an allowed request: `(name, value)` for those this key sets, and
-/// the names of those it does not (to be removed, so a client-sent value never passes).
-pub fn identity<'a>(s: &'a Settings, a: &'a Allow) -> ([(&'a str, &'a str); 4], usize) {
-    let h = &s.identity;
-    let mut set: [(&str, &str); 4] = [("", ""); 4];
-    let mut n = 0;
-    let mut put = |name: &'a str, v: &'a str| {
-        set[n] = (name, v);
-        n += 1;
-    };
-    put(&h.key_id, &a.key.id);
-    put(&h.account, &a.key.account);
-    if let Some(s) = &a.key.scopes
-        && !s.joined.is_empty()
-    {
-        put(&h.scopes, &s.joined);
-    }
-    if let Some(p) = a.plan.as_deref() {
-        put(&h.plan, p);
-    }
-    (set, n)
+/// Identity header values for an allowed request, in [`IdentityHeaders::all`] order: `None`
+/// for a header this key does not set, which is removed instead so that a client-sent value
+/// never passes.
+///
+/// [`IdentityHeaders::all`]: crate::config::IdentityHeaders::all
+pub fn identity(a: &Allow) -> [Option<&str>; 4] {
+    [
+        Some(&a.key.id),
+        Some(&a.key.account),
+        a.key
+            .scopes
+            .as_ref()
+            .map(|s| &*s.joined)
+            .filter(|j| !j.is_empty()),
+        a.plan.as_deref(),
+    ]
 }
 
-/// Identity header names this allow does not set.
+/// `(name, value)` of the identity headers an allow sets.
+pub fn set_identity<'a>(
+    s: &'a Settings,
+    values: &'a [Option<&str>; 4],
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    s.identity
+        .all()
+        .into_iter()
+        .zip(values)
+        .filter_map(|(n, v)| Some((n, (*v)?)))
+}
+
+/// Identity header names an allow does not set.
 pub fn unset_identity<'a>(
     s: &'a Settings,
-    set: &'a [(&str, &str)],
+    values: &'a [Option<&str>; 4],
 ) -> impl Iterator<Item = &'a str> {
     s.identity
         .all()
         .into_iter()
-        .filter(move |n| !set.iter().any(|(m, _)| m == n))
+        .zip(values)
+        .filter_map(|(n, v)| v.is_none().then_some(n))
 }
 
 /// Every configured credential header, once, removed before the upstream sees the request.
