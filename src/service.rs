@@ -4,10 +4,11 @@
 //!
 //! Argon2 cost is bounded four ways: a semaphore caps verifications running at once; they run
 //! on threads of their own at the lowest CPU priority, so decisions for cached keys keep the
-//! CPU while a flood of wrong secrets keeps the hash threads busy; a successful verification is remembered on the key's table entry as an HMAC of the presented
-//! key under a per-process random key (never the key itself), and dies with the entry when the
-//! record changes; and each key id has a budget of failed verifications per minute, past which
-//! wrong secrets for it are refused without running Argon2 (a cached valid key still passes).
+//! CPU while a flood of wrong secrets keeps the hash threads busy; a successful verification
+//! is remembered on the key's table entry as an HMAC of the presented key under a per-process
+//! random key (never the key itself), and dies with the entry when the record changes; and
+//! each key id has a budget of failed verifications per minute, past which wrong secrets for
+//! it are refused without running Argon2 (a cached valid key still passes).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
