@@ -97,13 +97,22 @@ impl Replica {
 
     /// Publishes `state` unless the table already holds this revision or a newer one.
     pub fn install(&self, state: &State) {
-        self.install_inner(state, false)
-    }
-
-    /// Publishes `state` whatever its revision (a full reload after the store lost or
-    /// trimmed history).
-    pub fn install_new(&self, state: &State) {
-        self.install_inner(state, true)
+        let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.table.load();
+        if current.is_loaded() && state.revision <= self.revision() {
+            self.touch();
+            return;
+        }
+        let policy = self.policy.read().unwrap_or_else(|p| p.into_inner());
+        let table = Table::build(
+            &policy.0,
+            &policy.1,
+            state.keys.values(),
+            state.accounts.values(),
+            Some(&current),
+        );
+        warn_skipped(&table);
+        self.publish(state.revision, table);
     }
 
     /// The schemes and plans to build a table with, and their generation for
@@ -119,7 +128,7 @@ impl Replica {
     }
 
     /// Publishes a table the caller built (a bulk load) at `revision`, whatever the revision
-    /// held (see `install_new`), unless the schemes or plans changed since it took them with
+    /// held (a full reload after the store lost or trimmed history), unless the schemes or plans changed since it took them with
     /// [`Replica::policy`]: then nothing changes and the caller builds again.
     pub fn install_built(&self, revision: u64, table: Table, generation: u64) -> bool {
         let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -129,34 +138,6 @@ impl Replica {
         warn_skipped(&table);
         self.publish(revision, table);
         true
-    }
-
-    fn install_inner(&self, state: &State, force: bool) {
-        self.install_records(
-            state.revision,
-            state.keys.values(),
-            state.accounts.values(),
-            force,
-        )
-    }
-
-    fn install_records<'r>(
-        &self,
-        revision: u64,
-        keys: impl IntoIterator<Item = &'r KeyRecord>,
-        accounts: impl IntoIterator<Item = &'r Account>,
-        force: bool,
-    ) {
-        let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let current = self.table.load();
-        if !force && current.is_loaded() && revision <= self.revision() {
-            self.touch();
-            return;
-        }
-        let policy = self.policy.read().unwrap_or_else(|p| p.into_inner());
-        let table = Table::build(&policy.0, &policy.1, keys, accounts, Some(&current));
-        warn_skipped(&table);
-        self.publish(revision, table);
     }
 
     /// Swaps in `table` at `revision`; the caller holds `install_lock`.
