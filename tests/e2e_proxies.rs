@@ -452,37 +452,34 @@ async fn denials(front: Front) {
         scope_body.clone(),
     )
     .await;
-    if front == Front::Nginx {
-        // nginx would pass `/v1%2Ftokens` to keygate (which keeps %2F encoded, so the catch-all
-        // route would allow it) and to the upstream as sent: the shipped config refuses it.
-        for path in [
-            "/v1%2Ftokens?case=escaped-slash",
-            "/v1%5ctokens?case=escaped-backslash",
-        ] {
-            s.deny(
-                "escaped slash",
-                ("POST", path, &[("authorization", &b)]),
-                400,
-                None,
-                json!({"error": "bad_request", "message": "Encoded slashes are not allowed in the path"}),
-            )
-            .await;
-        }
-    } else {
-        // Envoy decodes %2F before authorizing and forwards what it authorized.
+    // Encoded slashes: Envoy decodes them before authorizing; nginx passes them on as sent,
+    // and keygate authorizes both readings (`/v1/tokens` and a name holding `%2F`).
+    for path in [
+        "/v1%2Ftokens?case=escaped-slash",
+        "/v1%5ctokens?case=escaped-backslash",
+    ] {
         s.deny(
             "scope, escaped slash",
-            (
-                "POST",
-                "/v1%2Ftokens?case=escaped-slash",
-                &[("authorization", &b)],
-            ),
+            ("POST", path, &[("authorization", &b)]),
             403,
             SCOPE_CHALLENGE,
             scope_body.clone(),
         )
         .await;
     }
+    // A malformed path is 400 through every front, nginx's auth_request included.
+    s.deny(
+        "bad path",
+        (
+            "GET",
+            "/v1/account/usage/%252e%252e/tokens?case=bad-path",
+            &[("authorization", &b)],
+        ),
+        400,
+        None,
+        json!({"error": "bad_request", "message": "Malformed request path"}),
+    )
+    .await;
 
     // Revoked: the same key passes, then is refused once revoked.
     let gone = h.key("live", "other", None).await;

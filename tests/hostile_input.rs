@@ -10,10 +10,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::Duration;
 
 use common::Harness;
+use common::raw::{request, send_raw};
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
 use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
@@ -21,7 +20,6 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
     HttpRequest, Request as AttrRequest,
 };
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::RwLock;
 
 /// The memory test takes this exclusively, the others shared, so no other test of this file
@@ -50,79 +48,6 @@ async fn setup() -> (Harness, Keys) {
     let usage = h.key("live", "acme", Some(&["usage:read"])).await.key;
     let toon = h.key("toon", "acme", None).await.key;
     (h, Keys { live, usage, toon })
-}
-
-// ---- raw HTTP/1.1 ----
-
-/// A response read off the socket; `status` is `None` when the server closed or reset the
-/// connection without answering.
-#[derive(Debug)]
-struct Raw {
-    status: Option<u16>,
-    head: String,
-    body: String,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-/// `method target HTTP/1.1` with `headers` (raw bytes), `Host` and `Connection: close`.
-fn request(method: &[u8], target: &[u8], headers: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut r = Vec::new();
-    r.extend_from_slice(method);
-    r.push(b' ');
-    r.extend_from_slice(target);
-    r.extend_from_slice(b" HTTP/1.1\r\nHost: api.example\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        r.extend_from_slice(k);
-        r.extend_from_slice(b": ");
-        r.extend_from_slice(v);
-        r.extend_from_slice(b"\r\n");
-    }
-    r.extend_from_slice(b"\r\n");
-    r
-}
-
-/// Sends `bytes` while reading the answer (a server refusing a huge head answers before it has
-/// read all of it), until the server closes the connection.
-async fn send_raw(addr: SocketAddr, bytes: Vec<u8>) -> Raw {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut rd, mut wr) = stream.into_split();
-    // The write half is kept open until the answer is read: closing it early would tell the
-    // server the request was abandoned.
-    let writer = tokio::spawn(async move {
-        let _ = wr.write_all(&bytes).await;
-        wr
-    });
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match rd.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "no answer within 20 s");
-    drop(writer.await);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|s| s.get(..3))
-        .and_then(|s| s.parse().ok());
-    Raw {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
 }
 
 /// The status and `WWW-Authenticate` a row must get.
@@ -503,6 +428,7 @@ fn grpc_parts(r: &CheckResponse) -> (i32, u16, Option<String>) {
 fn grpc_code(status: u16) -> i32 {
     match status {
         200 => 0,  // OK
+        400 => 3,  // INVALID_ARGUMENT
         401 => 16, // UNAUTHENTICATED
         403 => 7,  // PERMISSION_DENIED
         _ => 14,   // UNAVAILABLE
@@ -530,6 +456,7 @@ async fn grpc_frontend_answers_hostile_checks_as_documented() {
     let bad_bearer = want(401, Some(INVALID));
     let bad_api_key = want(401, None);
     let forbidden = want(403, None);
+    let bad_path = want(400, None);
     let big64 = "a".repeat(64 * KIB);
     let bearer_1m = format!("Bearer {}", "a".repeat(MIB));
     let mut many = hmap(&[("authorization", b)]);
@@ -662,7 +589,7 @@ async fn grpc_frontend_answers_hostile_checks_as_documented() {
         (
             "path with NUL",
             check("GET", "/v1/\0", hmap(&[("authorization", b)])),
-            forbidden,
+            bad_path,
         ),
         ("path * without key", check("GET", "*", hmap(&[])), no_key),
         (

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use keygate::config::Settings;
 use keygate::core::decide::{Outcome, Reason, SecretCheck, decide};
 use keygate::core::key::{self, Account, AccountStatus, KeyHash, KeyRecord};
-use keygate::core::request::{HeaderValue, Headers, Request, normalize_path};
+use keygate::core::path::{PathError, Target, normalize_path};
+use keygate::core::request::{HeaderValue, Headers, Request};
 use keygate::core::table::{KeyEntry, Table};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
@@ -688,6 +689,8 @@ enum Expected {
     Unauthorized,
     /// A valid key, refused for its account, its scopes or for want of a route: 403.
     Forbidden,
+    /// A valid key on a malformed path: 400.
+    BadPath,
 }
 
 fn host_matches(pattern: &str, host: Option<&str>) -> bool {
@@ -712,8 +715,17 @@ fn host_matches(pattern: &str, host: Option<&str>) -> bool {
     }
 }
 
-fn route_for(method: &str, path: &str, host: Option<&str>) -> Option<&'static ModelRoute> {
-    let norm = normalize_path(path)?;
+/// The route of a path as read one way (`norm`), matched as a router that does or does not
+/// ignore ASCII case would.
+fn route_for(
+    method: &str,
+    norm: &str,
+    host: Option<&str>,
+    ignore_case: bool,
+) -> Option<&'static ModelRoute> {
+    // Every prefix of CONFIG is lowercase.
+    let lowered = norm.to_ascii_lowercase();
+    let norm = if ignore_case { lowered.as_str() } else { norm };
     ROUTES.iter().find(|r| {
         let prefix_ok = norm == r.prefix
             || norm.starts_with(r.prefix)
@@ -743,9 +755,26 @@ fn presented_key(header: &str, value: &[u8]) -> Option<usize> {
         .position(|p| p.key.as_bytes() == key && SCHEMES[p.scheme].0 == header)
 }
 
+/// Every way the path may be read, as `(normalized, ignore case)`: the lenient reading first.
+fn readings(path: &str) -> Result<Vec<(String, bool)>, PathError> {
+    let t = Target::parse(path)?;
+    let mut all = vec![t.path().into_owned()];
+    all.extend(t.readings());
+    let upper = t.has_upper();
+    Ok(all
+        .into_iter()
+        .flat_map(|p| [(p.clone(), false), (p, true)])
+        .filter(|(_, ci)| upper || !ci)
+        .collect())
+}
+
 fn expected(table: &TableSpec, req: &ReqSpec, headers: &[(String, Vec<u8>)]) -> Expected {
     let f = fixture();
-    let route = route_for(req.method, &req.path, req.host);
+    let readings = readings(&req.path);
+    let route = match &readings {
+        Ok(r) => route_for(req.method, &r[0].0, req.host, false),
+        Err(_) => None,
+    };
     let accepted: Vec<usize> = match route.and_then(|r| r.schemes) {
         Some(s) => s.to_vec(),
         None => vec![TOON, LIVE, TEST],
@@ -779,7 +808,13 @@ fn expected(table: &TableSpec, req: &ReqSpec, headers: &[(String, Vec<u8>)]) -> 
     if spec.revoked || expired {
         return Expected::Unauthorized;
     }
-    // A valid key from here on: refusals are 403.
+    // A valid key from here on: refusals are 403, or 400 for a malformed path.
+    let Ok(readings) = readings else {
+        return match readings {
+            Err(PathError::Malformed) => Expected::BadPath,
+            _ => Expected::Forbidden,
+        };
+    };
     if let Some(a) = &table.accounts[spec.account] {
         let plan_ok = match PLANS[a.plan] {
             None => true,
@@ -790,13 +825,19 @@ fn expected(table: &TableSpec, req: &ReqSpec, headers: &[(String, Vec<u8>)]) -> 
             return Expected::Forbidden;
         }
     }
-    let Some(route) = route else {
-        return Expected::Forbidden;
-    };
-    if let (Some(need), Some(have)) = (route.scope, &spec.scopes)
-        && !have.iter().any(|&s| SCOPES[s] == need)
-    {
-        return Expected::Forbidden;
+    // Allowed only if every reading's route takes this key.
+    for (path, ignore_case) in &readings {
+        let Some(route) = route_for(req.method, path, req.host, *ignore_case) else {
+            return Expected::Forbidden;
+        };
+        if route.schemes.is_some_and(|s| !s.contains(&p.scheme)) {
+            return Expected::Forbidden;
+        }
+        if let (Some(need), Some(have)) = (route.scope, &spec.scopes)
+            && !have.iter().any(|&s| SCOPES[s] == need)
+        {
+            return Expected::Forbidden;
+        }
     }
     Expected::Allow(idx)
 }
@@ -822,6 +863,7 @@ fn actual(table: &Table, req: &ReqSpec, headers: &impl Headers) -> Result<Expect
         Outcome::Deny(d) => match (d.status(), d.reason) {
             (401, _) => Ok(Expected::Unauthorized),
             (403, _) => Ok(Expected::Forbidden),
+            (400, Reason::BadPath) => Ok(Expected::BadPath),
             (st, reason) => Err(format!("unexpected denial {st} {reason:?}")),
         },
         Outcome::NeedsVerify { .. } => Err("NeedsVerify with a verifying SecretCheck".into()),
@@ -896,7 +938,7 @@ fn decide_allows_exactly_one_valid_key_for_the_route() {
         let slot = match want {
             Expected::Allow(_) => 0,
             Expected::Unauthorized => 1,
-            Expected::Forbidden => 2,
+            Expected::Forbidden | Expected::BadPath => 2,
         };
         seen[slot].fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -952,7 +994,7 @@ fn normalized_paths_are_fixed_points_and_stay_paths() {
     // scheme would end (`/v1/x/é`).
     let mut runner = runner(3000);
     let result = runner.run(&path(), |p| {
-        if let Some(n) = normalize_path(&p) {
+        if let Ok(n) = normalize_path(&p) {
             for c in n.chars().filter(|c| !c.is_ascii()) {
                 prop_assert!(p.contains(c), "{:?} -> {:?} invents {:?}", p, n, c);
             }
@@ -962,7 +1004,7 @@ fn normalized_paths_are_fixed_points_and_stay_paths() {
                 prop_assert!(seg != "." && seg != "..", "{:?} -> {:?}", p, n);
             }
             let again = normalize_path(&n);
-            prop_assert_eq!(again.as_deref(), Some(&*n), "{:?}", p);
+            prop_assert_eq!(again.as_deref(), Ok(&*n), "{:?}", p);
         }
         Ok(())
     });

@@ -286,7 +286,7 @@ fn percent_decode(seg: &str) -> Option<String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            out.push(crate::core::request::escaped_byte(b, i)?);
+            out.push(crate::core::path::escaped_byte(b, i)?);
             i += 3;
         } else {
             out.push(b[i]);

@@ -8,8 +8,9 @@ use subtle::ConstantTimeEq;
 
 use super::credential::{self, CredentialError, Presented};
 use super::key::{AccountStatus, KeyHash, sha256};
-use super::request::{Headers, Request, normalize_path};
-use super::route::RouteTable;
+use super::path::{PathError, Target};
+use super::request::{Headers, Request};
+use super::route::{Route, RouteTable};
 use super::scheme::Scheme;
 use super::table::{KeyEntry, Table};
 
@@ -26,10 +27,12 @@ pub enum Reason {
     /// No route matches the request (a valid key was presented).
     NoRoute,
     NotReady,
+    /// A path no request may carry (a valid key was presented): see [`super::path`].
+    BadPath,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::Unknown,
@@ -39,6 +42,7 @@ impl Reason {
         Reason::Scope,
         Reason::NoRoute,
         Reason::NotReady,
+        Reason::BadPath,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl Reason {
             Reason::Scope => "scope",
             Reason::NoRoute => "no_route",
             Reason::NotReady => "not_ready",
+            Reason::BadPath => "bad_path",
         }
     }
 }
@@ -77,6 +82,16 @@ const UNAUTHORIZED_BODY: &str =
     r#"{"error":"unauthorized","message":"Invalid or missing API key"}"#;
 const UNAVAILABLE_BODY: &str =
     r#"{"error":"unavailable","message":"The key table is not loaded yet"}"#;
+const BAD_PATH_BODY: &str = r#"{"error":"bad_request","message":"Malformed request path"}"#;
+
+/// gRPC status codes of the denials (`google.rpc.Code`), so that the frontends map nothing.
+pub mod grpc_code {
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const PERMISSION_DENIED: i32 = 7;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
+    pub const UNAVAILABLE: i32 = 14;
+    pub const UNAUTHENTICATED: i32 = 16;
+}
 
 impl Denial {
     pub fn status(&self) -> u16 {
@@ -87,13 +102,26 @@ impl Denial {
             | Reason::Revoked
             | Reason::Expired => 401,
             Reason::Account | Reason::Scope | Reason::NoRoute => 403,
+            Reason::BadPath => 400,
             Reason::NotReady => 503,
+        }
+    }
+
+    /// The gRPC status code that goes with [`Denial::status`].
+    pub fn grpc_code(&self) -> i32 {
+        match self.status() {
+            400 => grpc_code::INVALID_ARGUMENT,
+            401 => grpc_code::UNAUTHENTICATED,
+            403 => grpc_code::PERMISSION_DENIED,
+            429 => grpc_code::RESOURCE_EXHAUSTED,
+            _ => grpc_code::UNAVAILABLE,
         }
     }
 
     /// The body's `error` code.
     pub fn error(&self) -> &'static str {
         match self.status() {
+            400 => "bad_request",
             401 => "unauthorized",
             403 => "forbidden",
             _ => "unavailable",
@@ -113,6 +141,7 @@ impl Denial {
             }),
             Reason::NoRoute => Cow::Borrowed("No route allows this request"),
             Reason::NotReady => Cow::Borrowed("The key table is not loaded yet"),
+            Reason::BadPath => Cow::Borrowed("Malformed request path"),
             _ => Cow::Borrowed(UNAUTHORIZED_MESSAGE),
         }
     }
@@ -120,6 +149,7 @@ impl Denial {
     /// The JSON body.
     pub fn body(&self) -> Cow<'static, str> {
         match self.status() {
+            400 => Cow::Borrowed(BAD_PATH_BODY),
             401 => Cow::Borrowed(UNAUTHORIZED_BODY),
             503 => Cow::Borrowed(UNAVAILABLE_BODY),
             _ => Cow::Owned(
@@ -205,7 +235,8 @@ pub fn decide<'r, H: Headers + ?Sized>(
     if !table.is_loaded() {
         return deny(Reason::NotReady, false, false);
     }
-    let path = normalize_path(req.path);
+    let target = Target::parse(req.path);
+    let path = target.as_ref().ok().map(Target::path);
     let route = path
         .as_deref()
         .and_then(|p| routes.find(req.method, p, req.host));
@@ -252,6 +283,10 @@ pub fn decide<'r, H: Headers + ?Sized>(
             }
         }
     }
+    // Checked once the caller is known, so that an unauthenticated client learns nothing.
+    if target.as_ref().err() == Some(&PathError::Malformed) {
+        return deny(Reason::BadPath, p.bearer, true);
+    }
     let account = table.account(&entry.account);
     let plan = account.and_then(|a| a.plan.clone());
     if let Some(a) = account
@@ -265,25 +300,52 @@ pub fn decide<'r, H: Headers + ?Sized>(
             account_status: (a.status != AccountStatus::Active).then_some(a.status),
         });
     }
-    let Some(route) = route else {
-        return deny(Reason::NoRoute, p.bearer, true);
-    };
-    if let (Some(need), Some(have)) = (route.scope.as_deref(), entry.scopes.as_deref())
-        && !have.list.iter().any(|s| &**s == need)
-    {
-        return Outcome::Deny(Denial {
-            reason: Reason::Scope,
-            bearer: p.bearer,
-            presented: true,
-            scope: route.scope.clone(),
-            account_status: None,
-        });
+    if let Err(d) = permits(route, entry, &p) {
+        return Outcome::Deny(d);
+    }
+    // The upstream may read the path another way: each reading's route must allow it too.
+    if let (Ok(t), Some(path)) = (&target, &path) {
+        let upper = t.has_upper();
+        let (method, host) = (req.method, req.host);
+        if upper && let Err(d) = permits(routes.find_ignoring_case(method, path, host), entry, &p) {
+            return Outcome::Deny(d);
+        }
+        for other in t.readings() {
+            if let Err(d) = permits(routes.find(method, &other, host), entry, &p) {
+                return Outcome::Deny(d);
+            }
+            if upper
+                && let Err(d) = permits(routes.find_ignoring_case(method, &other, host), entry, &p)
+            {
+                return Outcome::Deny(d);
+            }
+        }
     }
     Outcome::Allow(Allow {
         key: entry.clone(),
         plan,
         bearer: p.bearer,
     })
+}
+
+/// Whether `route` lets this key, presented with its scheme, through.
+fn permits(route: Option<&Route>, entry: &KeyEntry, p: &Presented<'_>) -> Result<(), Denial> {
+    let deny = |reason, scope| Denial {
+        reason,
+        bearer: p.bearer,
+        presented: true,
+        scope,
+        account_status: None,
+    };
+    let Some(route) = route.filter(|r| r.schemes.contains(&p.scheme)) else {
+        return Err(deny(Reason::NoRoute, None));
+    };
+    if let (Some(need), Some(have)) = (route.scope.as_deref(), entry.scopes.as_deref())
+        && !have.list.iter().any(|s| &**s == need)
+    {
+        return Err(deny(Reason::Scope, route.scope.clone()));
+    }
+    Ok(())
 }
 
 /// Scheme indices for requests no route matches (every scheme is tried).

@@ -10,6 +10,7 @@
 pub mod credential;
 pub mod decide;
 pub mod key;
+pub mod path;
 pub mod request;
 pub mod route;
 pub mod scheme;

@@ -31,9 +31,10 @@ impl Route {
         }
     }
 
-    /// `path` must already be normalized.
-    pub fn matches(&self, method: &str, path: &str, host: Option<&str>) -> bool {
-        prefix_matches(&self.path_prefix, path)
+    /// `path` must already be normalized; `ignore_case` compares the prefix as a
+    /// case-insensitive router would.
+    pub fn matches(&self, method: &str, path: &str, host: Option<&str>, ignore_case: bool) -> bool {
+        prefix_matches(&self.path_prefix, path, ignore_case)
             && self
                 .methods
                 .as_ref()
@@ -44,11 +45,14 @@ impl Route {
 
 /// Prefix match on whole segments: `/v1/tokens` matches `/v1/tokens` and `/v1/tokens/7`,
 /// not `/v1/tokensmith`.
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
+fn prefix_matches(prefix: &str, path: &str, ignore_case: bool) -> bool {
+    let (p, b) = (prefix.as_bytes(), path.as_bytes());
+    let head = match b.get(..p.len()) {
+        Some(head) if ignore_case => head.eq_ignore_ascii_case(p),
+        Some(head) => head == p,
         None => false,
-        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
-    }
+    };
+    head && (prefix.ends_with('/') || b.len() == p.len() || b[p.len()] == b'/')
 }
 
 fn host_matches(pattern: &str, host: Option<&str>) -> bool {
@@ -90,7 +94,21 @@ impl RouteTable {
 
     /// The first route matching; `path` must already be normalized.
     pub fn find(&self, method: &str, path: &str, host: Option<&str>) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matches(method, path, host))
+        self.routes
+            .iter()
+            .find(|r| r.matches(method, path, host, false))
+    }
+
+    /// The first route matching as a router that ignores ASCII case in paths would find it.
+    pub fn find_ignoring_case(
+        &self,
+        method: &str,
+        path: &str,
+        host: Option<&str>,
+    ) -> Option<&Route> {
+        self.routes
+            .iter()
+            .find(|r| r.matches(method, path, host, true))
     }
 }
 
@@ -158,6 +176,27 @@ mod tests {
         assert!(host_matches("api.example", Some("api.example.")));
         assert!(host_matches("[::1]", Some("[::1]")));
         assert!(host_matches("[::1]", Some("[::1]:80")));
+    }
+
+    #[test]
+    fn case_insensitive_matching() {
+        let t = table();
+        assert_eq!(
+            t.find("GET", "/V1/Tokens/9", None)
+                .unwrap()
+                .scope
+                .as_deref(),
+            Some("any")
+        );
+        assert_eq!(
+            t.find_ignoring_case("GET", "/V1/Tokens/9", None)
+                .unwrap()
+                .scope
+                .as_deref(),
+            Some("tokens:read")
+        );
+        assert!(!prefix_matches("/v1/tokens", "/V1/TOKENSMITH", true));
+        assert!(!prefix_matches("/v1/tokens", "/v1", true));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use prost::encoding::{
 
 use envoy_types::ext_authz::v3::pb::{
     CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue,
-    HeaderValueOption, HttpResponse, HttpStatus, HttpStatusCode, OkHttpResponse,
+    HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
@@ -391,11 +391,6 @@ fn header(k: &str, v: &str, action: HeaderAppendAction) -> HeaderValueOption {
 
 /// The denial as Envoy wants it.
 pub fn deny(d: &Denial) -> CheckResponse {
-    let (code, http) = match d.status() {
-        401 => (tonic::Code::Unauthenticated, HttpStatusCode::Unauthorized),
-        403 => (tonic::Code::PermissionDenied, HttpStatusCode::Forbidden),
-        _ => (tonic::Code::Unavailable, HttpStatusCode::ServiceUnavailable),
-    };
     let mut headers = vec![header(
         "content-type",
         "application/json",
@@ -410,13 +405,16 @@ pub fn deny(d: &Denial) -> CheckResponse {
     }
     CheckResponse {
         status: Some(rpc::Status {
-            code: code as i32,
+            code: d.grpc_code(),
             message: d.reason.as_str().to_string(),
             details: Vec::new(),
         }),
         dynamic_metadata: None,
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-            status: Some(HttpStatus { code: http as i32 }),
+            // `HttpStatusCode`'s values are the HTTP statuses themselves.
+            status: Some(HttpStatus {
+                code: d.status() as i32,
+            }),
             headers,
             body: d.body().into_owned(),
         })),

@@ -92,7 +92,17 @@ async fn nginx<B>(auth: &Arc<Authorizer>, req: &http::Request<B>) -> Response<Bo
     };
     match auth.check(&r, Frontend::Nginx).await {
         Ok(a) => allowed(auth, &a, false),
-        Err(d) => denied(&d),
+        Err(d) => {
+            let mut r = denied(&d);
+            // auth_request passes 401 and 403 and turns anything else into a 500; the shipped
+            // nginx config gives the client the status named here.
+            if d.status() < 500 && !matches!(d.status(), 401 | 403) {
+                *r.status_mut() = StatusCode::FORBIDDEN;
+                r.headers_mut()
+                    .insert(KEYGATE_STATUS.clone(), HeaderValue::from(d.status()));
+            }
+            r
+        }
     }
 }
 
@@ -141,6 +151,7 @@ fn allowed(auth: &Authorizer, a: &Allow, envoy: bool) -> Response<Body> {
     r
 }
 
+static KEYGATE_STATUS: HeaderName = HeaderName::from_static("x-keygate-status");
 static ENVOY_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
 
 /// The identity header names, and Envoy HTTP mode's remove lists, as `http` values made once

@@ -279,6 +279,76 @@ fn scopes_restrict_routes() {
     assert!(go(&all, "POST", "/v1/tokens").is_ok());
 }
 
+/// A path is allowed only if every way an upstream may read it is: the bypasses of a path
+/// read one way by keygate and another by the upstream.
+#[test]
+fn every_reading_of_a_path_must_allow() {
+    let mut f = Fixture::new();
+    let usage = f.key("live", "acme", Some(&["usage:read"]));
+    let all = f.key("live", "acme", None);
+    let t = f.table();
+    let go = |k: &str, p: &str| run(&f, &t, "GET", p, &[("authorization", &bearer(k))]);
+    let lacks = Err((Reason::Scope, 403));
+    for p in [
+        // Tomcat, Jetty and Spring strip `;params` first: this is /v1/tokens.
+        "/v1/account/usage/..;/..;/tokens",
+        "/v1/account/usage/.;/../../tokens",
+        // A server that resolves dots before decoding reads /v1/tokens/%2E%2E/x.
+        "/v1/tokens/%2e%2e/x",
+        "/v1/tokens/%2E%2e/x",
+        // A server that keeps `;` reads /v1/tokens/..;/../x under /v1/tokens.
+        "/v1/tokens/..;/../x",
+        // A server on which `\` or an encoded slash is a character.
+        "/v1/tokens/..\\..\\x",
+        "/v1/tokens/..%2F..%2Fx",
+        "/v1/tokens/..%5c..%5cx",
+        // A server that keeps empty segments reads /v1/tokens/x.
+        "/v1/tokens//../x",
+        // A router that ignores case.
+        "/V1/Tokens",
+        "/v1/TOKENS/7",
+        // A server that decodes twice.
+        "/v1/%2574okens",
+    ] {
+        assert_eq!(go(&usage, p), lacks, "{p}");
+        assert!(go(&all, p).is_ok(), "{p}");
+    }
+    // Parameters on a scoped prefix: the route, read every way, still takes the key.
+    for p in [
+        "/v1/account/usage;jsessionid=1",
+        "/v1/account/usage;x/daily",
+    ] {
+        assert!(go(&usage, p).is_ok(), "{p}");
+    }
+    // Double encodings, NUL and overlong forms: 400 once the caller is known, 401 before.
+    for p in [
+        "/v1/account/usage/%252e%252e/tokens",
+        "/v1/account%252Fusage",
+        "/v1/%255ctokens",
+        "/v1/tokens%00",
+        "/v1/tokens%2500",
+        "/v1/%c0%ae%c0%ae/tokens",
+        "/v1%c0%aftokens",
+        "/v1/%zz",
+    ] {
+        assert_eq!(go(&all, p), Err((Reason::BadPath, 400)), "{p}");
+        assert_eq!(go(&usage, p), Err((Reason::BadPath, 400)), "{p}");
+        let stranger = run(
+            &f,
+            &t,
+            "GET",
+            p,
+            &[("authorization", "Bearer tk_live_nope")],
+        );
+        assert_eq!(stranger.map_err(|e| e.1), Err(401), "{p}");
+        assert_eq!(
+            run(&f, &t, "GET", p, &[]),
+            Err((Reason::Missing, 401)),
+            "{p}"
+        );
+    }
+}
+
 #[test]
 fn route_schemes_and_unmatched_routes() {
     let mut f = Fixture::new();
