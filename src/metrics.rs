@@ -28,6 +28,26 @@ impl Frontend {
     }
 }
 
+/// Which listener a connection came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Grpc,
+    Http,
+    Admin,
+}
+
+impl Listener {
+    pub const ALL: [Listener; 3] = [Listener::Grpc, Listener::Http, Listener::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Grpc => "grpc",
+            Listener::Http => "http",
+            Listener::Admin => "admin",
+        }
+    }
+}
+
 /// Outcome of one Argon2 verification.
 #[derive(Debug, Clone, Copy)]
 pub enum Verification {
@@ -52,6 +72,9 @@ pub struct Metrics {
     pub usage_flush_failures: IntCounter,
     pub full_reloads: IntCounter,
     pub reconnects: IntCounter,
+    connections_open: [IntGauge; 3],
+    connections_refused: [IntCounter; 3],
+    pub admin_auth_failures: IntCounter,
 }
 
 impl Default for Metrics {
@@ -134,6 +157,30 @@ impl Metrics {
             "Reconnections to the store",
         )
         .expect("valid");
+        let open_vec = prometheus::IntGaugeVec::new(
+            Opts::new("keygate_connections_open", "Connections open, by listener"),
+            &["listener"],
+        )
+        .expect("valid metric");
+        let refused_vec = IntCounterVec::new(
+            Opts::new(
+                "keygate_connections_refused_total",
+                "Connections closed at once because the listener had limits.max_connections open",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
+        let connections_open = Listener::ALL.map(|l| open_vec.with_label_values(&[l.as_str()]));
+        let connections_refused =
+            Listener::ALL.map(|l| refused_vec.with_label_values(&[l.as_str()]));
+        let admin_auth_failures = IntCounter::new(
+            "keygate_admin_auth_failures_total",
+            "Admin API calls refused for a missing or wrong token",
+        )
+        .expect("valid");
+        reg(Box::new(open_vec));
+        reg(Box::new(refused_vec));
+        reg(Box::new(admin_auth_failures.clone()));
         reg(Box::new(full_reloads.clone()));
         reg(Box::new(reconnects.clone()));
         reg(Box::new(decisions));
@@ -161,7 +208,18 @@ impl Metrics {
             usage_flush_failures,
             full_reloads,
             reconnects,
+            connections_open,
+            connections_refused,
+            admin_auth_failures,
         }
+    }
+
+    /// `(open, refused)` of one listener.
+    pub fn listener(&self, l: Listener) -> (IntGauge, IntCounter) {
+        (
+            self.connections_open[l as usize].clone(),
+            self.connections_refused[l as usize].clone(),
+        )
     }
 
     fn fi(f: Frontend) -> usize {

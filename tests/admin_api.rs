@@ -687,7 +687,12 @@ async fn admin_listener_does_not_start_without_a_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_call_needs_the_admin_token() {
-    let h = Harness::start().await;
+    // 88 wrong tokens from one address: past the default budget of failures they would be
+    // slowed (tests/limits.rs covers that); here every one must be a plain 401.
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::config_text(&dir.path().join("keygate.json"))
+        + "\nlimits:\n  admin_failures_per_minute: 1000\n";
+    let h = Harness::start_with(dir, text).await;
     let log = new_log();
     let api = Api::new(&h, &log);
     let key = api

@@ -163,6 +163,11 @@ const ROWS: &[Row] = &[
         all(BadPath),
     ),
     row("%2574 (t)", "/v1/%2574okens", all(Scope)),
+    row(
+        "%25 with encoded digits",
+        "/v1/account/usage/%25%32%65%25%32%65/tokens",
+        all(BadPath),
+    ),
     row("%2500", "/v1/account/usage%2500", all(BadPath)),
     // Both proxies refuse an encoded NUL themselves.
     row("%00", "/v1/account/usage%00", all(Proxy(400))),
@@ -194,6 +199,8 @@ const ROWS: &[Row] = &[
     // Repeated slashes.
     row("//", "//v1//tokens", all(Scope)),
     row("// then ..", "/v1/tokens//../x", all(Scope)),
+    // An encoded `?` that a decoding hop would turn into the end of the path.
+    row("%3F then dots", "/v1/tokens%3F/../../x", ENVOY_RESOLVES),
     // A query or fragment carrying `../`.
     row("? ../", "/v1/account/usage?/../../tokens", all(Pass)),
     row(

@@ -161,7 +161,7 @@ fuzz_target!(|data: &[u8]| {
             .unwrap();
     let status = resp.status().as_u16();
     assert!(
-        [200, 401, 403, 404].contains(&status),
+        [200, 400, 401, 403, 404].contains(&status),
         "{status} for {path:?}"
     );
     let authz = path == "/auth" || path == "/ext_authz" || path.starts_with("/ext_authz/");

@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::manage::{CreateKey, ManageError, Manager};
+use super::throttle::{Refusal, Throttle};
+use crate::server::listener::Peer;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -20,14 +22,24 @@ pub struct Admin {
     pub manager: Manager,
     token_digest: [u8; 32],
     label: String,
+    throttle: Throttle,
 }
 
 impl Admin {
-    pub fn new(manager: Manager, token: &str, label: String) -> Admin {
+    /// `failures_per_minute` wrong tokens per client address, then each is slowed
+    /// ([`Throttle`]); `failures` counts them all.
+    pub fn new(
+        manager: Manager,
+        token: &str,
+        label: String,
+        failures_per_minute: u32,
+        failures: prometheus::IntCounter,
+    ) -> Admin {
         Admin {
             manager,
             token_digest: Sha256::digest(token.as_bytes()).into(),
             label,
+            throttle: Throttle::new(failures_per_minute, failures),
         }
     }
 
@@ -149,15 +161,37 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     if !admin.authorized(&req) {
-        let mut r = plain_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong admin token",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(r#"Bearer realm="keygate-admin""#),
-        );
+        let ip = req
+            .extensions()
+            .get::<Peer>()
+            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| {
+                p.0.ip()
+            });
+        let now = crate::service::unix_now();
+        let r = match admin.throttle.failed(ip, now).await {
+            Refusal::Unauthorized => {
+                let mut r = plain_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing or wrong admin token",
+                );
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="keygate-admin""#),
+                );
+                r
+            }
+            Refusal::Slowed { retry_after } => {
+                let mut r = plain_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    "too many wrong admin tokens from this address; try again later",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                r
+            }
+        };
         return Ok(r);
     }
     let m = &admin.manager;

@@ -1,5 +1,7 @@
-//! Key management: the operations behind both the CLI and the admin API ([`manage`]), and the
-//! admin HTTP API that exposes them ([`api`]).
+//! Key management: the operations behind both the CLI and the admin API ([`manage`]), the
+//! admin HTTP API that exposes them ([`api`]), and its guard against token guessing
+//! ([`throttle`]).
 
 pub mod api;
 pub mod manage;
+pub mod throttle;

@@ -15,10 +15,12 @@
 //! `\`, `;`, `//` or `/.`) have one reading and cost one pass over their bytes.
 //!
 //! Refused outright as [`PathError::Malformed`] (400 `bad_path`): control bytes, a NUL in any
-//! form, an escape that is cut short or not hex, an encoded `%` before `00`, `25`, `2e`, `2f`
-//! or `5c` (the double encodings of NUL, `%`, `.`, `/` and `\`), escapes whose bytes are not
-//! UTF-8 (so every overlong form such as `%c0%ae` for `.` or `%c0%af` for `/`), and a path
-//! that can be read more than one way when it is longer than [`MAX_AMBIGUOUS_LEN`].
+//! form, an escape that is cut short or not hex, an escape left after one decoding that stands
+//! for NUL, `%`, `.`, `/` or `\` (the double encodings `%2500`, `%2525`, `%252e`, `%252f`,
+//! `%255c`, also with their digits encoded, as in `%25%32%65`), escapes whose bytes are not
+//! UTF-8 after one decoding or two (so every overlong form, such as `%c0%ae` for `.` or
+//! `%c0%af` for `/`), and a path that can be read more than one way when it is longer than
+//! [`MAX_AMBIGUOUS_LEN`].
 
 use std::borrow::Cow;
 
@@ -37,21 +39,23 @@ pub const MAX_AMBIGUOUS_LEN: usize = 4096;
 
 // Steps of a reading.
 /// `;parameters` are stripped from each segment.
-const PARAMS: u8 = 1;
-// The lenient reading takes every step but `TWICE` and `ENCODED_SEMICOLON`.
+const PARAMS: u16 = 1;
+// The lenient reading takes every step but `TWICE`, `ENCODED_SEMICOLON` and `ENCODED_QUERY`.
 /// `\` separates segments.
-const BACKSLASH: u8 = 2;
+const BACKSLASH: u16 = 2;
 /// `%2F` and `%5C` separate segments.
-const ENCODED_SLASH: u8 = 4;
+const ENCODED_SLASH: u16 = 4;
 /// `%2E` is a `.` when dot segments are resolved.
-const ENCODED_DOT: u8 = 8;
+const ENCODED_DOT: u16 = 8;
 /// Empty segments are dropped.
-const MERGE: u8 = 16;
-/// `%25XY` is decoded to `%XY` first (an upstream that decodes twice).
-const TWICE: u8 = 32;
+const MERGE: u16 = 16;
+/// The path is decoded once first (an upstream that decodes twice).
+const TWICE: u16 = 32;
 /// `%3B` begins parameters too (an upstream that decodes before it strips them).
-const ENCODED_SEMICOLON: u8 = 64;
-const LENIENT: u8 = PARAMS | BACKSLASH | ENCODED_SLASH | ENCODED_DOT | MERGE;
+const ENCODED_SEMICOLON: u16 = 64;
+/// `%3F` and `%23` end the path (an upstream behind a hop that forwards the path decoded).
+const ENCODED_QUERY: u16 = 128;
+const LENIENT: u16 = PARAMS | BACKSLASH | ENCODED_SLASH | ENCODED_DOT | MERGE;
 
 /// A validated request path.
 #[derive(Debug, Clone)]
@@ -59,7 +63,7 @@ pub struct Target<'a> {
     /// The path part: absolute form stripped, query and fragment cut.
     raw: &'a str,
     /// The steps this path gives a chance to matter.
-    steps: u8,
+    steps: u16,
     /// Letters a case-insensitive router would read differently.
     upper: bool,
 }
@@ -76,7 +80,7 @@ impl<'a> Target<'a> {
             });
         }
         let b = raw.as_bytes();
-        let (mut steps, mut upper, mut percent) = (0u8, false, false);
+        let (mut steps, mut upper, mut percent) = (0u16, false, false);
         for (i, &c) in b.iter().enumerate() {
             match c {
                 c if is_control(c) => return Err(PathError::Malformed),
@@ -92,11 +96,8 @@ impl<'a> Target<'a> {
             }
         }
         if percent {
-            steps |= SLOW | check_escapes(b)?;
+            steps |= SLOW | check_escapes(raw)?;
             upper = true;
-        }
-        if steps & TWICE != 0 {
-            check_escapes(twice(raw).as_bytes())?;
         }
         if steps & !SLOW != 0 && raw.len() > MAX_AMBIGUOUS_LEN {
             return Err(PathError::Malformed);
@@ -129,11 +130,17 @@ impl<'a> Target<'a> {
             let steps = subset | (LENIENT & !present);
             if steps != LENIENT {
                 let mut s = String::with_capacity(self.raw.len());
-                let src = if steps & TWICE != 0 {
+                let mut src = if steps & TWICE != 0 {
                     Cow::Owned(twice(self.raw))
                 } else {
                     Cow::Borrowed(self.raw)
                 };
+                if steps & ENCODED_QUERY != 0 {
+                    let end = encoded_query(&src);
+                    if end < src.len() {
+                        src = Cow::Owned(src[..end].to_string());
+                    }
+                }
                 read(&src, steps, &mut s);
                 if s != *lenient && !out.contains(&s) {
                     out.push(s);
@@ -154,7 +161,7 @@ impl<'a> Target<'a> {
 }
 
 /// Not a step: the path needs the slow reading (escapes or dot segments) but reads one way.
-const SLOW: u8 = 128;
+const SLOW: u16 = 1 << 15;
 
 /// The lenient reading of `target`, as route matching sees it.
 pub fn normalize_path(target: &str) -> Result<Cow<'_, str>, PathError> {
@@ -192,53 +199,90 @@ pub fn escaped_byte(b: &[u8], i: usize) -> Option<u8> {
     Some((h * 16 + l) as u8)
 }
 
-/// Checks every escape of `b`; returns the steps its escapes bring.
-fn check_escapes(b: &[u8]) -> Result<u8, PathError> {
+/// Checks every escape of `raw`; returns the steps its escapes bring.
+fn check_escapes(raw: &str) -> Result<u16, PathError> {
+    let b = raw.as_bytes();
     let mut steps = 0;
-    let mut decoded = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] != b'%' {
-            decoded.push(b[i]);
             i += 1;
             continue;
         }
-        let c = escaped_byte(b, i).ok_or(PathError::Malformed)?;
-        match c {
+        match escaped_byte(b, i).ok_or(PathError::Malformed)? {
             0 => return Err(PathError::Malformed),
-            b'%' => match escaped_byte(b, i + 2) {
-                Some(0 | b'%' | b'.' | b'/' | b'\\') => return Err(PathError::Malformed),
-                Some(_) => steps |= TWICE,
-                None => {}
-            },
             b'/' | b'\\' => steps |= ENCODED_SLASH | MERGE,
             b'.' => steps |= ENCODED_DOT,
             b';' => steps |= ENCODED_SEMICOLON | MERGE,
+            b'?' | b'#' => steps |= ENCODED_QUERY,
             _ => {}
         }
-        decoded.push(c);
         i += 3;
     }
-    std::str::from_utf8(&decoded).map_err(|_| PathError::Malformed)?;
+    // What one decoding leaves: an escape there is an encoded `%` (`%25` followed by two hex
+    // digits, themselves encoded or not), which a server that decodes twice decodes again.
+    let once = String::from_utf8(decode_once(b)).map_err(|_| PathError::Malformed)?;
+    let o = once.as_bytes();
+    let mut hidden = false;
+    for j in 0..o.len() {
+        if o[j] == b'%'
+            && let Some(c) = escaped_byte(o, j)
+        {
+            match c {
+                0 | b'%' | b'.' | b'/' | b'\\' => return Err(PathError::Malformed),
+                b';' => steps |= ENCODED_SEMICOLON | MERGE,
+                b'?' | b'#' => steps |= ENCODED_QUERY,
+                _ => {}
+            }
+            hidden = true;
+        }
+    }
+    if hidden {
+        std::str::from_utf8(&decode_once(o)).map_err(|_| PathError::Malformed)?;
+        steps |= TWICE;
+    }
     Ok(steps)
 }
 
-/// `raw` with each `%25XY` (XY hex) decoded to `%XY`: what a second decoding would see.
-fn twice(raw: &str) -> String {
-    let b = raw.as_bytes();
-    let mut out = String::with_capacity(raw.len());
+/// `b` with every valid escape decoded; a `%` that does not begin one stays.
+fn decode_once(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && escaped_byte(b, i) == Some(b'%') && escaped_byte(b, i + 2).is_some() {
-            out.push('%');
-            i += 3;
-        } else {
-            let n = utf8_len(b[i]);
-            out.push_str(&raw[i..i + n]);
-            i += n;
+        match (b[i], escaped_byte(b, i)) {
+            (b'%', Some(c)) => {
+                out.push(c);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
         }
     }
     out
+}
+
+/// The path a server that decodes twice reads: `raw` decoded once (as UTF-8, which
+/// [`check_escapes`] ensured), up to a `?` or `#` that the decoding revealed.
+fn twice(raw: &str) -> String {
+    let once = String::from_utf8_lossy(&decode_once(raw.as_bytes())).into_owned();
+    let end = once.find(['?', '#']).unwrap_or(once.len());
+    once[..end].to_string()
+}
+
+/// Where the first escape of `?` or `#` in `p` begins (`p.len()` if none).
+fn encoded_query(p: &str) -> usize {
+    let b = p.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], escaped_byte(b, i)) {
+            (b'%', Some(b'?' | b'#')) => return i,
+            (b'%', Some(_)) => i += 3,
+            _ => i += 1,
+        }
+    }
+    b.len()
 }
 
 fn utf8_len(first: u8) -> usize {
@@ -255,7 +299,7 @@ fn unreserved(c: u8) -> bool {
 }
 
 /// Reads `raw` (a validated path) with `steps` into `out`.
-fn read(raw: &str, steps: u8, out: &mut String) {
+fn read(raw: &str, steps: u16, out: &mut String) {
     out.clear();
     let b = raw.as_bytes();
     // Where each segment pushed onto `out` starts (its `/`), for `..`.

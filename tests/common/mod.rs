@@ -2,6 +2,7 @@
 //! clients for its gRPC and HTTP frontends. Every wait is a poll with a deadline.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod raw;
 pub mod redis_server;
 

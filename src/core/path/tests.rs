@@ -71,8 +71,12 @@ fn not_paths_and_malformed_paths() {
         "/v1%c0%aftokens",
         "/a%ff",
         "/a%C3",
-        // A second decoding that would reveal one.
+        // A second decoding that would reveal one, also with the digits encoded.
         "/a%25c0%25ae",
+        "/v1/account/usage/%25%32%65%25%32%65/tokens",
+        "/v1%25%32%66tokens",
+        "/a%25%30%30",
+        "/cazo1v%25e%34/^",
         "*\0",
     ] {
         assert_eq!(n(s), Err(PathError::Malformed), "{s:?}");
@@ -117,8 +121,14 @@ fn other_readings() {
     assert_eq!(readings("/v1/tokens//../x"), ["/v1/tokens/x"]);
     // A server on which a backslash is a character.
     assert_eq!(readings("/v1/tokens/..\\..\\x"), ["/v1/tokens/..\\..\\x"]);
-    // A server that decodes twice.
+    // A server that decodes twice, also when the escape's digits are encoded.
     assert_eq!(readings("/v1/%2574okens"), ["/v1/tokens"]);
+    assert_eq!(readings("/v1/%25%37%34okens"), ["/v1/tokens"]);
+    // An encoded `?` ends the path for a server behind a hop that forwards it decoded, also
+    // when it is encoded twice.
+    assert_eq!(readings("/v1/x%3F/../../tokens"), ["/v1/x"]);
+    assert_eq!(readings("/v1/x%253F/../../tokens"), ["/v1/x"]);
+    assert_eq!(readings("/v1/x%23/../../tokens"), ["/v1/x"]);
     // `;` with and without its parameters, merged or not.
     assert_eq!(readings("/v1/tokens;x=1"), ["/v1/tokens;x=1"]);
     assert_eq!(readings("/;x/v1"), ["//v1", "/;x/v1"]);

@@ -2,14 +2,17 @@
 //! write-back, the gRPC, HTTP and admin servers, and an orderly shutdown.
 //!
 //! [`start`] takes the config and returns the bound addresses, so tests can listen on port 0.
+//! [`listener`] is the accept loop every listener shares; [`tls`] its TLS.
+
+pub mod listener;
+pub mod tls;
+
+pub use tls::Tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -18,7 +21,7 @@ use crate::admin::api::Admin;
 use crate::admin::manage::Manager;
 use crate::config::Settings;
 use crate::frontend::envoy_grpc::EnvoyGrpc;
-use crate::metrics::Metrics;
+use crate::metrics::{Listener, Metrics};
 use crate::service::Authorizer;
 use crate::store::Store;
 use crate::store::replica::{self, Replica};
@@ -158,51 +161,55 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
         stopped(stop_rx.clone()),
     ));
 
+    let opts = |which: Listener, http2_only: bool| {
+        let (open, refused) = metrics.listener(which);
+        let l = &settings.limits;
+        listener::Options {
+            max_connections: l.max_connections,
+            idle_timeout: l.idle_timeout,
+            header_read_timeout: l.header_read_timeout,
+            max_concurrent_streams: l.max_concurrent_streams,
+            http2_only,
+            drain_timeout: settings.drain_timeout,
+            tls: tls.as_ref().map(|t| t.acceptor.clone()),
+            open,
+            refused,
+        }
+    };
     if let Some(l) = grpc_l {
         let svc = EnvoyGrpc::new(auth.clone()).into_service();
-        let grpc_tls = tls.as_ref().map(|t| t.grpc.clone());
-        // Builder::tcp_nodelay applies only to listeners tonic binds itself; without NODELAY a
-        // small answer can wait for the peer's delayed ACK (40 ms).
-        let incoming = tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true));
-        let done = stopped(stop_rx.clone());
-        tasks.spawn(async move {
-            let mut builder = tonic::transport::Server::builder();
-            if let Some(t) = grpc_tls {
-                builder = match builder.tls_config(t) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::error!(error = %e, "gRPC TLS setup failed");
-                        return;
-                    }
-                };
-            }
-            let r = builder
-                .add_service(svc)
-                .serve_with_incoming_shutdown(incoming, done)
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "gRPC server failed");
-            }
-        });
+        tasks.spawn(listener::serve(
+            l,
+            stopped(stop_rx.clone()),
+            opts(Listener::Grpc, true),
+            move |req| {
+                let mut svc = svc.clone();
+                tower_service::Service::call(&mut svc, req)
+            },
+        ));
     }
     if let Some(l) = http_l {
         let a = auth.clone();
-        tasks.spawn(serve_http(
+        tasks.spawn(listener::serve(
             l,
             stopped(stop_rx.clone()),
-            settings.drain_timeout,
-            tls.as_ref().map(|t| t.acceptor.clone()),
+            opts(Listener::Http, false),
             move |req| crate::frontend::http::handle(a.clone(), req),
         ));
     }
     if let (Some(l), Some(t)) = (admin_l, token) {
         let manager = Manager::new(settings.clone(), store.clone(), Some(replica.clone()));
-        let admin = Arc::new(Admin::new(manager, &t, settings.admin_label.clone()));
-        tasks.spawn(serve_http(
+        let admin = Arc::new(Admin::new(
+            manager,
+            &t,
+            settings.admin_label.clone(),
+            settings.limits.admin_failures_per_minute,
+            metrics.admin_auth_failures.clone(),
+        ));
+        tasks.spawn(listener::serve(
             l,
             stopped(stop_rx.clone()),
-            settings.drain_timeout,
-            tls.as_ref().map(|t| t.acceptor.clone()),
+            opts(Listener::Admin, false),
             move |req| crate::admin::api::handle(admin.clone(), req),
         ));
     }
@@ -252,107 +259,5 @@ async fn flush_usage(auth: Arc<Authorizer>, store: Store, shutdown: impl Future<
         if last {
             return;
         }
-    }
-}
-
-/// Serves HTTP/1.1 and HTTP/2 (h2c, or h2 over TLS with `tls`) until `shutdown`, then lets
-/// open connections finish for at most `drain_timeout`.
-pub async fn serve_http<F, Fut>(
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-    drain_timeout: std::time::Duration,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    handler: F,
-) where
-    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<
-            Output = Result<http::Response<crate::frontend::http::Body>, std::convert::Infallible>,
-        > + Send
-        + 'static,
-{
-    tokio::pin!(shutdown);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A client that trickles its headers is cut off instead of holding a connection open.
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(std::time::Duration::from_secs(10));
-    let builder = Arc::new(builder);
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of descriptors or similar: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let svc = hyper::service::service_fn(handler.clone());
-        let watcher = graceful.watcher();
-        let builder = builder.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
-                Some(acceptor) => {
-                    let handshake = tokio::time::timeout(
-                        std::time::Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    );
-                    let Ok(Ok(stream)) = handshake.await else {
-                        return;
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                }
-            }
-        });
-    }
-    // Bounded drain: connections that do not finish in time are dropped.
-    let _ = tokio::time::timeout(drain_timeout, graceful.shutdown()).await;
-}
-
-/// TLS for the listeners, from the configured PEM files.
-pub struct Tls {
-    pub acceptor: tokio_rustls::TlsAcceptor,
-    pub grpc: tonic::transport::ServerTlsConfig,
-}
-
-impl Tls {
-    pub fn load(files: &crate::config::TlsFiles) -> anyhow::Result<Tls> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
-        };
-        let (cert_pem, key_pem) = (read(&files.cert_file)?, read(&files.key_file)?);
-        let certs = CertificateDer::pem_slice_iter(&cert_pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", files.cert_file.display()))?;
-        // Do not echo the key file's content in an error.
-        let key = PrivateKeyDer::from_pem_slice(&key_pem)
-            .map_err(|_| anyhow::anyhow!("{}: no usable private key", files.key_file.display()))?;
-        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| anyhow::anyhow!("TLS certificate and key do not fit: {e}"))?;
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Tls {
-            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(cfg)),
-            grpc: tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem)),
-        })
     }
 }

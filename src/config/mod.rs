@@ -18,6 +18,9 @@ use crate::core::route::{Route, RouteTable};
 use crate::core::scheme::{HashKind, Scheme};
 use crate::frontend::http::AllowHeaders;
 
+pub mod limits;
+pub use limits::Limits;
+
 /// One problem found in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -80,6 +83,8 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub limits: limits::RawLimits,
 }
 
 /// Graceful shutdown on SIGTERM.
@@ -410,6 +415,7 @@ pub struct Settings {
     pub admin_label: String,
     pub drain_delay: Duration,
     pub drain_timeout: Duration,
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -880,6 +886,7 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
         0.1,
         problems,
     );
+    let limits = limits::compile(&raw.limits, problems);
     // Names that failed validation above leave it `None`; the problems say which.
     let Some(allow_headers) = allow_headers else {
         if problems.is_empty() {
@@ -910,6 +917,7 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
         admin_label: raw.admin.token_label.clone(),
         drain_delay,
         drain_timeout,
+        limits,
     })
 }
 
@@ -917,7 +925,7 @@ fn compile(raw: RawConfig, problems: &mut Vec<Problem>) -> Option<Settings> {
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../config/keygate.yaml");
+    const EXAMPLE: &str = include_str!("../../config/keygate.yaml");
 
     #[test]
     fn shipped_example_loads() {
