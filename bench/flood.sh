@@ -20,6 +20,8 @@
 # the flood's rate and how many Argon2 verifications ran. BENCH_ROUNDS [1] repeats the rows
 # (interleaved). Every valid answer must be OK and every flood answer a denial (an allow for
 # the control), or the run fails. --write puts the table in BENCHMARKS.md (between the flood markers).
+# curl (for keygate's /readyz and /metrics) is installed from Debian's packages if missing
+# (scripts/tools.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -59,7 +61,8 @@ die() {
   exit 1
 }
 say() { echo "== $*" >&2; }
-command -v curl >/dev/null 2>&1 || die "needs curl"
+. scripts/tools.sh
+kg_need_debian curl
 
 say "building keygate and loadgen (release)"
 cargo build --release --bin keygate --example loadgen >&2

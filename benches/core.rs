@@ -55,7 +55,7 @@ fn scheme<'s>(settings: &'s Settings, name: &str) -> &'s Scheme {
     let i = settings
         .scheme_index(name)
         .expect("scheme in config/keygate.yaml");
-    &settings.schemes[i]
+    &settings.policy.schemes[i]
 }
 
 fn record(scheme: &Scheme, id: String, hash: KeyHash, account: String) -> KeyRecord {
@@ -112,7 +112,13 @@ impl Fixture {
             add(&mut keys, live_s, None);
         }
         let unknown = key::generate(live_s).key.to_string();
-        let table = Table::build(&settings.schemes, &settings.plans, &keys, &accounts, None);
+        let table = Table::build(
+            &settings.policy.schemes,
+            &settings.policy.plans,
+            &keys,
+            &accounts,
+            None,
+        );
         assert_eq!(table.len(), TABLE_KEYS);
         Fixture {
             settings,
@@ -183,7 +189,7 @@ fn bench_decide(
         host: Some(HOST),
         headers: &headers[..],
     };
-    let (schemes, routes) = (&f.settings.schemes, &f.settings.routes);
+    let (schemes, routes) = (&f.settings.policy.schemes, &f.settings.policy.routes);
     let got = match decide(schemes, routes, &f.table, &req, NOW, check) {
         Outcome::Allow(_) => None,
         Outcome::Deny(d) => Some(d.reason),
@@ -321,7 +327,13 @@ fn table_lookup_1m(c: &mut Criterion) {
                     )
                 })
                 .collect();
-            let table = Table::build(&settings.schemes, &settings.plans, &keys, [], None);
+            let table = Table::build(
+                &settings.policy.schemes,
+                &settings.policy.plans,
+                &keys,
+                [],
+                None,
+            );
             assert_eq!(table.len(), KEYS);
             // Spread over the whole table (7919 is prime, so the probes are distinct).
             let probes: Vec<[u8; 32]> = (0..PROBES)

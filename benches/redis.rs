@@ -801,8 +801,8 @@ async fn cold_child(url: &str) -> Value {
     for _ in 0..5 {
         let t = Instant::now();
         let next = table.with_changes(
-            &settings.schemes,
-            &settings.plans,
+            &settings.policy.schemes,
+            &settings.policy.plans,
             std::slice::from_ref(&revoked),
             &[],
         );
@@ -891,8 +891,8 @@ async fn cold_child(url: &str) -> Value {
     // Phase 4: the decision table from the state.
     let t = Instant::now();
     let built = Table::build(
-        &settings.schemes,
-        &settings.plans,
+        &settings.policy.schemes,
+        &settings.policy.plans,
         state.keys.values(),
         state.accounts.values(),
         None,
@@ -914,8 +914,8 @@ async fn cold_child(url: &str) -> Value {
     let (state_req, state_heap, state_allocs) = count_stop();
     count_start();
     let built = Table::build(
-        &settings.schemes,
-        &settings.plans,
+        &settings.policy.schemes,
+        &settings.policy.plans,
         state.keys.values(),
         state.accounts.values(),
         None,

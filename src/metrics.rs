@@ -1,32 +1,19 @@
-//! The Prometheus registry keygate owns. Every label value comes from a bounded enum
-//! (frontend, result, reason); nothing from a request ever becomes a label. Counters for each
-//! label combination are resolved once at start so the request path does no label lookup.
+//! The sidecar's Prometheus registry. Every label value comes from a bounded enum
+//! (frontend, result, reason, listener); nothing from a request ever becomes a label. Counters
+//! for each label combination are resolved once at start so the request path does no label
+//! lookup. The authorizer reports into it as its [`Observer`]; the table and store gauges are
+//! refreshed from the replica and the store's [`StoreStats`] when `/metrics` is rendered.
 
+use keygate_authz::{Observer, Verification};
+use keygate_store::StoreStats;
+use keygate_store::replica::Replica;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 use crate::core::decide::Reason;
 
-/// Which frontend asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Frontend {
-    EnvoyGrpc,
-    EnvoyHttp,
-    Nginx,
-}
-
-impl Frontend {
-    pub const ALL: [Frontend; 3] = [Frontend::EnvoyGrpc, Frontend::EnvoyHttp, Frontend::Nginx];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Frontend::EnvoyGrpc => "envoy_grpc",
-            Frontend::EnvoyHttp => "envoy_http",
-            Frontend::Nginx => "nginx",
-        }
-    }
-}
+pub use keygate_authz::Frontend;
 
 /// Which listener a connection came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,30 +35,21 @@ impl Listener {
     }
 }
 
-/// Outcome of one Argon2 verification.
-#[derive(Debug, Clone, Copy)]
-pub enum Verification {
-    Ok,
-    Failed,
-    /// Refused without running Argon2 (per-key failure budget spent).
-    Throttled,
-}
-
 pub struct Metrics {
     registry: Registry,
-    allow: [IntCounter; 3],
-    deny: [[IntCounter; Reason::ALL.len()]; 3],
-    latency: [Histogram; 3],
-    pub keys: IntGauge,
-    pub replication_age: prometheus::Gauge,
-    pub store_connected: IntGauge,
-    pub revision: IntGauge,
-    verifications: [IntCounter; 3],
-    pub cache_hits: IntCounter,
-    pub usage_flushes: IntCounter,
-    pub usage_flush_failures: IntCounter,
-    pub full_reloads: IntCounter,
-    pub reconnects: IntCounter,
+    allow: [IntCounter; Frontend::ALL.len()],
+    deny: [[IntCounter; Reason::ALL.len()]; Frontend::ALL.len()],
+    latency: [Histogram; Frontend::ALL.len()],
+    keys: IntGauge,
+    replication_age: prometheus::Gauge,
+    store_connected: IntGauge,
+    revision: IntGauge,
+    verifications: [IntCounter; Verification::ALL.len()],
+    cache_hits: IntCounter,
+    usage_flushes: IntCounter,
+    usage_flush_failures: IntCounter,
+    full_reloads: IntCounter,
+    reconnects: IntCounter,
     connections_open: [IntGauge; 3],
     connections_refused: [IntCounter; 3],
     pub admin_auth_failures: IntCounter,
@@ -120,7 +98,7 @@ impl Metrics {
             Reason::ALL.map(|r| decisions.with_label_values(&[f.as_str(), "deny", r.as_str()]))
         });
         let latency = Frontend::ALL.map(|f| latency_vec.with_label_values(&[f.as_str()]));
-        let verifications = ["ok", "failed", "throttled"].map(|r| verif.with_label_values(&[r]));
+        let verifications = Verification::ALL.map(|v| verif.with_label_values(&[v.as_str()]));
         let keys = IntGauge::new("keygate_keys", "Keys in the in-memory table").expect("valid");
         let replication_age = prometheus::Gauge::new(
             "keygate_replication_age_seconds",
@@ -226,7 +204,34 @@ impl Metrics {
         f as usize
     }
 
-    pub fn decision(&self, f: Frontend, denied: Option<Reason>, seconds: f64) {
+    /// Brings the table and store gauges up to date.
+    pub fn refresh(&self, replica: &Replica, stats: &StoreStats) {
+        self.keys.set(replica.snapshot().len() as i64);
+        self.revision.set(replica.revision() as i64);
+        self.replication_age
+            .set(replica.age().map_or(f64::INFINITY, |a| a.as_secs_f64()));
+        let r = stats.read();
+        self.store_connected.set(i64::from(r.connected));
+        for (c, v) in [
+            (&self.reconnects, r.reconnects),
+            (&self.full_reloads, r.full_loads),
+            (&self.usage_flushes, r.usage_flushes),
+            (&self.usage_flush_failures, r.usage_flush_failures),
+        ] {
+            c.inc_by(v.saturating_sub(c.get()));
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Observer for Metrics {
+    fn decision(&self, f: Frontend, denied: Option<Reason>, seconds: f64) {
         match denied {
             None => self.allow[Self::fi(f)].inc(),
             Some(r) => {
@@ -237,14 +242,11 @@ impl Metrics {
         self.latency[Self::fi(f)].observe(seconds);
     }
 
-    pub fn verification(&self, v: Verification) {
+    fn verification(&self, v: Verification) {
         self.verifications[v as usize].inc();
     }
 
-    /// The text exposition format.
-    pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+    fn cache_hit(&self) {
+        self.cache_hits.inc();
     }
 }

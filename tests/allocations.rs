@@ -93,7 +93,7 @@ fn fixture() -> Fixture {
         .expect("runtime");
     let (auth, bearer) = rt.block_on(async {
         let store = Store::open(&settings.store).expect("open store");
-        let replica = Arc::new(Replica::new(&settings));
+        let replica = Arc::new(Replica::new(settings.policy.clone()));
         replica.install(&store.load().await.expect("load"));
         let manager = Manager::new(settings.clone(), store, Some(replica.clone()));
         let created = manager

@@ -500,7 +500,7 @@ async fn never_loaded_table_is_not_ready_on_every_frontend() {
     let s = h.settings.clone();
     let auth = Arc::new(Authorizer::new(
         s.clone(),
-        Arc::new(Replica::new(&s)),
+        Arc::new(Replica::new(s.policy.clone())),
         Arc::new(Metrics::new()),
     ));
     let b = bearer(&live.key);

@@ -23,6 +23,7 @@ use keygate::core::key::{self, Account, AccountStatus, KeyHash, KeyRecord};
 use keygate::core::path::{PathError, Target, normalize_path};
 use keygate::core::request::{HeaderValue, Headers, Request};
 use keygate::core::table::{KeyEntry, Table};
+use keygate::frontend::http::HttpHeaders;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 
@@ -161,7 +162,7 @@ fn fixture() -> &'static Fixture {
         };
         let mut pool = Vec::new();
         let mut add = |scheme: usize, id: String, key: String, outsider: bool| {
-            let s = &settings.schemes[scheme];
+            let s = &settings.policy.schemes[scheme];
             let hash = key::hash_key(s, key.as_bytes()).unwrap();
             pool.push(PoolKey {
                 scheme,
@@ -556,7 +557,7 @@ fn build_records(spec: &TableSpec) -> (Vec<KeyRecord>, Vec<Account>) {
                 name: None,
                 prefix: format!("{}{}", SCHEMES[p.scheme].1, p.id),
                 account: ACCOUNTS[k.account].into(),
-                scheme: f.settings.schemes[p.scheme].name.clone(),
+                scheme: f.settings.policy.schemes[p.scheme].name.clone(),
                 scopes: k
                     .scopes
                     .as_ref()
@@ -596,12 +597,23 @@ fn build_records(spec: &TableSpec) -> (Vec<KeyRecord>, Vec<Account>) {
 fn tables(spec: &TableSpec) -> [Table; 2] {
     let s = &fixture().settings;
     let (keys, accounts) = build_records(spec);
-    let whole = Table::build(&s.schemes, &s.plans, &keys, &accounts, None);
+    let whole = Table::build(&s.policy.schemes, &s.policy.plans, &keys, &accounts, None);
     // The same records, part loaded whole and the rest applied as changes.
     let nk = spec.split.min(keys.len());
     let na = spec.split.saturating_sub(keys.len()).min(accounts.len());
-    let base = Table::build(&s.schemes, &s.plans, &keys[..nk], &accounts[..na], None);
-    let changed = base.with_changes(&s.schemes, &s.plans, &keys[nk..], &accounts[na..]);
+    let base = Table::build(
+        &s.policy.schemes,
+        &s.policy.plans,
+        &keys[..nk],
+        &accounts[..na],
+        None,
+    );
+    let changed = base.with_changes(
+        &s.policy.schemes,
+        &s.policy.plans,
+        &keys[nk..],
+        &accounts[na..],
+    );
     [whole, changed]
 }
 
@@ -851,7 +863,7 @@ fn actual(table: &Table, req: &ReqSpec, headers: &impl Headers) -> Result<Expect
         headers,
     };
     let s = &f.settings;
-    match decide(&s.schemes, &s.routes, table, &r, NOW, &Verify) {
+    match decide(&s.policy.schemes, &s.policy.routes, table, &r, NOW, &Verify) {
         Outcome::Allow(a) => {
             let idx = f
                 .pool
@@ -928,7 +940,7 @@ fn decide_allows_exactly_one_valid_key_for_the_route() {
             let got = actual(t, &req, &raw).map_err(TestCaseError::fail)?;
             prop_assert_eq!(&got, &want, "table {} (0: built whole, 1: with changes)", i);
             if let Some(m) = &map {
-                let got = actual(t, &req, m).map_err(TestCaseError::fail)?;
+                let got = actual(t, &req, &HttpHeaders(m)).map_err(TestCaseError::fail)?;
                 prop_assert_eq!(&got, &want, "through http::HeaderMap");
             }
         }
@@ -974,7 +986,14 @@ fn a_table_never_loaded_never_allows() {
             host: req.host,
             headers: &headers,
         };
-        match decide(&s.schemes, &s.routes, &table, &r, NOW, &Verify) {
+        match decide(
+            &s.policy.schemes,
+            &s.policy.routes,
+            &table,
+            &r,
+            NOW,
+            &Verify,
+        ) {
             Outcome::Deny(d) => {
                 prop_assert_eq!(d.reason, Reason::NotReady);
                 prop_assert_eq!(d.status(), 503);

@@ -29,10 +29,10 @@ impl Headers for OneAuthorization<'_> {
 
 fuzz_target!(|data: &[u8]| {
     let s = settings();
-    let all: Vec<usize> = (0..s.schemes.len()).collect();
-    match extract(&s.schemes, &all, &OneAuthorization(data)) {
+    let all: Vec<usize> = (0..s.policy.schemes.len()).collect();
+    match extract(&s.policy.schemes, &all, &OneAuthorization(data)) {
         Ok(p) => {
-            let scheme = &s.schemes[p.scheme];
+            let scheme = &s.policy.schemes[p.scheme];
             assert!(p.bearer && scheme.bearer && scheme.header == "authorization");
             assert_eq!(scheme.shape(p.key), Some(p.id));
             let v = data.trim_ascii();

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     match Settings::from_yaml(text) {
         Ok(s) => {
             // What validation promises: unique scheme names, prefixes of 1-32 [A-Za-z0-9_-].
-            for (i, sc) in s.schemes.iter().enumerate() {
+            for (i, sc) in s.policy.schemes.iter().enumerate() {
                 assert!(
                     (1..=32).contains(&sc.key_prefix.len()),
                     "{:?}",
@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
                     sc.key_prefix
                 );
                 assert!(
-                    s.schemes[..i].iter().all(|o| o.name != sc.name),
+                    s.policy.schemes[..i].iter().all(|o| o.name != sc.name),
                     "{:?}",
                     sc.name
                 );

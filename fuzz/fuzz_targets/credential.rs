@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let s = settings();
-    let n = s.schemes.len();
+    let n = s.policy.schemes.len();
     let accepted: Vec<usize> = match pick % 4 {
         0 => (0..n).collect(),
         1 => vec![0],
@@ -69,10 +69,10 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect();
     let raw = Raw(headers.clone());
-    let got = extract(&s.schemes, &accepted, &raw);
+    let got = extract(&s.policy.schemes, &accepted, &raw);
     if let Ok(p) = &got {
         assert!(accepted.contains(&p.scheme), "scheme not accepted");
-        let scheme = &s.schemes[p.scheme];
+        let scheme = &s.policy.schemes[p.scheme];
         assert!(p.key.len() <= 1024);
         assert!(p.key.starts_with(scheme.key_prefix.as_bytes()));
         assert_eq!(scheme.shape(p.key), Some(p.id));
@@ -91,7 +91,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|(k, v)| std::str::from_utf8(v).ok().map(|v| (*k, v)))
         .collect();
     if let Some(pairs) = utf8 {
-        let other = extract(&s.schemes, &accepted, &pairs[..]);
+        let other = extract(&s.policy.schemes, &accepted, &pairs[..]);
         match (&got, &other) {
             (Ok(a), Ok(b)) => assert!(a.scheme == b.scheme && a.key == b.key && a.id == b.id),
             (Err(a), Err(b)) => assert_eq!(a, b),

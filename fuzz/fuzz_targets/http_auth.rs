@@ -67,7 +67,7 @@ fn fixture() -> &'static Fixture {
             } else {
                 "live"
             };
-            let s = &settings.schemes[settings.scheme_index(scheme).unwrap()];
+            let s = &settings.policy.schemes[settings.scheme_index(scheme).unwrap()];
             let body = &k[s.key_prefix.len()..];
             let id = body[..12].to_string();
             let account = if k.contains("Disabled") {
@@ -106,7 +106,7 @@ fn fixture() -> &'static Fixture {
                 version: 1,
             },
         );
-        let replica = Arc::new(Replica::new(&settings));
+        let replica = Arc::new(Replica::new(settings.policy.clone()));
         replica.install(&State {
             revision: 1,
             keys,

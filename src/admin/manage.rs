@@ -7,8 +7,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::{Settings, valid_scope};
+use crate::config::Settings;
 use crate::core::key::{self, Account, AccountStatus, KeyHash, KeyRecord};
+use crate::core::policy::valid_scope;
 use crate::service::unix_now;
 use crate::store::replica::Replica;
 use crate::store::state::{AuditEvent, Change, ChangeError, DAY};
@@ -283,7 +284,7 @@ impl Manager {
 
     fn max_keys(&self, state_plan: Option<&str>) -> Option<u32> {
         state_plan
-            .and_then(|p| self.settings.plans.get(p))
+            .and_then(|p| self.settings.policy.plans.get(p))
             .and_then(|p| p.max_keys)
     }
 
@@ -300,7 +301,7 @@ impl Manager {
         expires_at: Option<i64>,
         now: i64,
     ) -> Result<(KeyRecord, key::NewKey), ManageError> {
-        let scheme = self.settings.schemes[si].clone();
+        let scheme = self.settings.policy.schemes[si].clone();
         let (nk, hash) = tokio::task::spawn_blocking(move || {
             let nk = key::generate(&scheme);
             let h = key::hash_key(&scheme, nk.key.as_bytes());
@@ -309,7 +310,7 @@ impl Manager {
         .await
         .map_err(|_| ManageError::Conflict("key generation failed".into()))?;
         let hash = hash.map_err(|_| ManageError::Conflict("key hashing failed".into()))?;
-        let s = &self.settings.schemes[si];
+        let s = &self.settings.policy.schemes[si];
         let rec = KeyRecord {
             id: nk.id.clone(),
             name,
@@ -388,21 +389,14 @@ impl Manager {
         let now = unix_now();
         check_account("account", &req.account)?;
         let si = self.scheme(Some(&req.scheme))?;
-        let s = &self.settings.schemes[si];
+        let s = &self.settings.policy.schemes[si];
         if s.is_argon2() {
             return Err(bad("scheme", "only sha256 schemes take imported digests"));
         }
         let digest =
             key::from_hex32(&req.sha256).ok_or_else(|| bad("sha256", "expected 64 hex digits"))?;
         let expires = self.check_common(&req.name, &req.scopes, &req.expires_at, now)?;
-        if self
-            .store
-            .load()
-            .await?
-            .keys
-            .values()
-            .any(|k| k.hash == KeyHash::Sha256(digest))
-        {
+        if self.store.digest_exists(&digest).await? {
             return Err(ManageError::Conflict(
                 "a key with this digest exists".into(),
             ));
@@ -513,7 +507,7 @@ impl Manager {
         let now = unix_now();
         check_account("id", id)?;
         if let Some(Some(p)) = &plan
-            && !self.settings.plans.contains_key(p)
+            && !self.settings.policy.plans.contains_key(p)
         {
             return Err(bad("plan", format!("unknown plan `{p}`")));
         }
@@ -547,10 +541,10 @@ impl Manager {
     }
 
     pub async fn get_account(&self, id: &str) -> Result<serde_json::Value, ManageError> {
-        let state = self.store.load().await?;
-        state
-            .accounts
-            .get(id)
+        self.store
+            .get_account(id)
+            .await?
+            .as_ref()
             .map(account_json)
             .ok_or(ManageError::NotFound)
     }

@@ -28,9 +28,9 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 
-use super::{credential_headers, identity, set_identity, unset_identity};
-use crate::config::Settings;
+use super::{credential_headers, set_identity, unset_identity};
 use crate::core::decide::{Allow, Denial};
+use crate::core::policy::Policy;
 use crate::core::request::{self, Headers, Request};
 use crate::metrics::Frontend;
 use crate::service::Authorizer;
@@ -52,7 +52,7 @@ impl EnvoyGrpc {
     /// The decision as a full `CheckResponse` message (for callers in the same process).
     pub async fn decide(&self, req: &CheckRequest) -> CheckResponse {
         match self.answer(req).await {
-            Answer::Allow(a) => allow(&a.settings, &a.allow),
+            Answer::Allow(a) => allow(&a.policy, &a.allow),
             Answer::Message(m) => *m,
         }
     }
@@ -96,7 +96,7 @@ impl EnvoyGrpc {
             }
         };
         match decision {
-            Ok(a) => Answer::Allow(AllowAnswer::new(self.auth.settings(), a)),
+            Ok(a) => Answer::Allow(AllowAnswer::new(self.auth.settings().policy.clone(), a)),
             Err(d) => Answer::Message(Box::new(deny(&d))),
         }
     }
@@ -113,13 +113,13 @@ fn metadata(a: &Allow) -> [(&'static str, Option<&str>); 4] {
 }
 
 /// The allow as a message tree; [`Answer`] encodes the same bytes without building it.
-pub fn allow(s: &Settings, a: &Allow) -> CheckResponse {
-    let values = identity(a);
-    let headers = set_identity(s, &values)
+pub fn allow(s: &Policy, a: &Allow) -> CheckResponse {
+    let values = a.identity();
+    let headers = set_identity(&s.identity, &values)
         .map(|(k, v)| header(k, v, HeaderAppendAction::OverwriteIfExistsOrAdd))
         .collect();
     let headers_to_remove = credential_headers(&s.schemes)
-        .chain(unset_identity(s, &values))
+        .chain(unset_identity(&s.identity, &values))
         .map(String::from)
         .collect();
     let fields: HashMap<String, Value> = metadata(a)
@@ -153,17 +153,17 @@ pub enum Answer {
 /// An allow with the content lengths of its `OkHttpResponse` and metadata `Struct`, counted
 /// once: prost asks for the total length before it encodes.
 pub struct AllowAnswer {
-    settings: Arc<Settings>,
+    policy: Arc<Policy>,
     allow: Allow,
     ok_len: usize,
     meta_len: usize,
 }
 
 impl AllowAnswer {
-    fn new(settings: Arc<Settings>, allow: Allow) -> AllowAnswer {
-        let (ok_len, meta_len) = allow_lens(&settings, &allow);
+    fn new(policy: Arc<Policy>, allow: Allow) -> AllowAnswer {
+        let (ok_len, meta_len) = allow_lens(&policy, &allow);
         AllowAnswer {
-            settings,
+            policy,
             allow,
             ok_len,
             meta_len,
@@ -249,11 +249,11 @@ fn entry_len(k: &str, v: &str) -> usize {
 }
 
 fn encode_allow(answer: &AllowAnswer, buf: &mut impl BufMut) {
-    let (s, a) = (&*answer.settings, &answer.allow);
-    let values = identity(a);
+    let (s, a) = (&*answer.policy, &answer.allow);
+    let values = a.identity();
     put_head(CHECK_STATUS, 0, buf);
     put_head(CHECK_OK_RESPONSE, answer.ok_len, buf);
-    for (k, v) in set_identity(s, &values) {
+    for (k, v) in set_identity(&s.identity, &values) {
         put_head(OK_HEADERS, option_len(k, v), buf);
         put_head(OPTION_HEADER, header_len(k, v), buf);
         put_opt_str(HEADER_KEY, k, buf);
@@ -261,7 +261,7 @@ fn encode_allow(answer: &AllowAnswer, buf: &mut impl BufMut) {
         encode_key(OPTION_APPEND_ACTION, WireType::Varint, buf);
         encode_varint(OVERWRITE, buf);
     }
-    for name in credential_headers(&s.schemes).chain(unset_identity(s, &values)) {
+    for name in credential_headers(&s.schemes).chain(unset_identity(&s.identity, &values)) {
         put_str(OK_HEADERS_TO_REMOVE, name, buf);
     }
     put_head(CHECK_DYNAMIC_METADATA, answer.meta_len, buf);
@@ -276,13 +276,13 @@ fn encode_allow(answer: &AllowAnswer, buf: &mut impl BufMut) {
 }
 
 /// Content lengths of the `OkHttpResponse` and of the metadata `Struct`.
-fn allow_lens(s: &Settings, a: &Allow) -> (usize, usize) {
-    let values = identity(a);
-    let headers: usize = set_identity(s, &values)
+fn allow_lens(s: &Policy, a: &Allow) -> (usize, usize) {
+    let values = a.identity();
+    let headers: usize = set_identity(&s.identity, &values)
         .map(|(k, v)| field_len(OK_HEADERS, option_len(k, v)))
         .sum();
     let removed: usize = credential_headers(&s.schemes)
-        .chain(unset_identity(s, &values))
+        .chain(unset_identity(&s.identity, &values))
         .map(|name| field_len(OK_HEADERS_TO_REMOVE, name.len()))
         .sum();
     let meta = metadata(a)

@@ -1,40 +1,29 @@
 //! Frontends: wire request to core request, decision to wire response, nothing else.
 //!
 //! - `envoy_grpc`: `envoy.service.auth.v3.Authorization/Check`.
-//! - `http`: the HTTP listener: nginx `/auth`, Envoy HTTP mode `/ext_authz/…`, `/healthz`,
-//!   `/readyz`, `/metrics`.
+//! - `http`: the HTTP listener's routing, and what its frontends share (header access, the
+//!   prebuilt allow headers, the denial as a response).
+//! - `nginx`: `/auth` for nginx `auth_request`.
+//! - `envoy_http`: `/ext_authz/…` for Envoy's HTTP mode.
+//! - `ops`: `/healthz`, `/readyz`, `/metrics`.
 
 pub mod envoy_grpc;
+pub mod envoy_http;
 pub mod http;
+pub mod nginx;
+pub mod ops;
 
-use crate::config::Settings;
-use crate::core::decide::Allow;
+use crate::core::policy::IdentityHeaders;
 use crate::core::scheme::Scheme;
 
-/// Identity header values for an allowed request, in [`IdentityHeaders::all`] order: `None`
-/// for a header this key does not set, which is removed instead so that a client-sent value
-/// never passes.
+/// `(name, value)` of the identity headers an allow sets, from [`Allow::identity`].
 ///
-/// [`IdentityHeaders::all`]: crate::config::IdentityHeaders::all
-pub fn identity(a: &Allow) -> [Option<&str>; 4] {
-    [
-        Some(&a.key.id),
-        Some(&a.key.account),
-        a.key
-            .scopes
-            .as_ref()
-            .map(|s| &*s.joined)
-            .filter(|j| !j.is_empty()),
-        a.plan.as_deref(),
-    ]
-}
-
-/// `(name, value)` of the identity headers an allow sets.
+/// [`Allow::identity`]: crate::core::decide::Allow::identity
 pub fn set_identity<'a>(
-    s: &'a Settings,
+    names: &'a IdentityHeaders,
     values: &'a [Option<&str>; 4],
 ) -> impl Iterator<Item = (&'a str, &'a str)> {
-    s.identity
+    names
         .all()
         .into_iter()
         .zip(values)
@@ -43,10 +32,10 @@ pub fn set_identity<'a>(
 
 /// Identity header names an allow does not set.
 pub fn unset_identity<'a>(
-    s: &'a Settings,
+    names: &'a IdentityHeaders,
     values: &'a [Option<&str>; 4],
 ) -> impl Iterator<Item = &'a str> {
-    s.identity
+    names
         .all()
         .into_iter()
         .zip(values)

@@ -9,7 +9,6 @@ pub mod tls;
 
 pub use tls::Tls;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -24,7 +23,8 @@ use crate::frontend::envoy_grpc::EnvoyGrpc;
 use crate::metrics::{Listener, Metrics};
 use crate::service::Authorizer;
 use crate::store::Store;
-use crate::store::replica::{self, Replica};
+use crate::store::replica::Replica;
+use crate::store::usage::write_back;
 
 /// A running keygate.
 pub struct Running {
@@ -90,7 +90,7 @@ impl Running {
         // Build the table under the new schemes before requests see them: both change together.
         loop {
             let state = self.store.load().await?;
-            if self.authorizer.replica.install_policy(&new, &state) {
+            if self.authorizer.replica.install_policy(&new.policy, &state) {
                 break;
             }
         }
@@ -117,19 +117,14 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
     let settings = Arc::new(settings);
     let store = Store::open(&settings.store)?;
     let metrics = Arc::new(Metrics::new());
-    let replica = Arc::new(Replica::new(&settings));
-    // The file is local: an unreadable one is a config error, refused at start. Redis may be
-    // down at start: the follower loads the table when it can, and until then keygate is not
-    // ready and refuses every request with 503.
-    if let Store::File(_) = &store {
-        replica.reload(&store).await?;
-        metrics.store_connected.set(1);
-    }
+    let replica = Arc::new(Replica::new(settings.policy.clone()));
     let auth = Arc::new(Authorizer::new(
         settings.clone(),
         replica.clone(),
         metrics.clone(),
     ));
+    // Until the table is loaded keygate is not ready and refuses every request with 503.
+    store.load_at_start(&replica, &auth.store_stats).await?;
 
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -149,17 +144,19 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
     let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
     let (grpc, http, admin) = (addr(&grpc_l), addr(&http_l), addr(&admin_l));
 
-    tasks.spawn(replica::follow(
-        replica.clone(),
-        store.clone(),
-        metrics.clone(),
-        stopped(stop_rx.clone()),
-    ));
-    tasks.spawn(flush_usage(
-        auth.clone(),
-        store.clone(),
-        stopped(stop_rx.clone()),
-    ));
+    {
+        let (store, replica, stats) = (store.clone(), replica.clone(), auth.store_stats.clone());
+        let done = stopped(stop_rx.clone());
+        tasks.spawn(async move { store.follow(replica, stats, done).await });
+    }
+    {
+        let (store, auth) = (store.clone(), auth.clone());
+        let done = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            let every = auth.settings().flush_interval;
+            write_back(auth.usage(), &store, &auth.store_stats, every, done).await
+        });
+    }
 
     let opts = |which: Listener, http2_only: bool| {
         let (open, refused) = metrics.listener(which);
@@ -233,31 +230,4 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
 
 fn opt(a: Option<SocketAddr>) -> String {
     a.map_or_else(|| "off".to_string(), |a| a.to_string())
-}
-
-/// Writes usage counts back every `flush_interval`, and once more at shutdown.
-async fn flush_usage(auth: Arc<Authorizer>, store: Store, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    let mut tick = tokio::time::interval(auth.settings().flush_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let last = tokio::select! {
-            _ = &mut shutdown => true,
-            _ = tick.tick() => false,
-        };
-        let batch = auth.usage.take();
-        if !batch.is_empty() {
-            match store.record_usage(batch.clone()).await {
-                Ok(()) => auth.metrics.usage_flushes.inc(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "usage write-back failed; will retry");
-                    auth.metrics.usage_flush_failures.inc();
-                    auth.usage.put_back(batch);
-                }
-            }
-        }
-        if last {
-            return;
-        }
-    }
 }

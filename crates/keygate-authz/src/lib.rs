@@ -1,0 +1,16 @@
+//! keygate's authorizer, shared by every data plane (the sidecar and the in-proxy modules):
+//! the decision over the replicated table with Argon2 verified off the request threads, and
+//! what each decision leaves behind (usage counts, observations). It holds no listener and no
+//! exporter: the data planes bring their own.
+//!
+//! # Layout
+//! - [`engine`]: the authorizer: first pass, verification, second pass; sync and async.
+//! - [`verify`]: the hash thread pool, the verification cache and the failure throttle.
+//! - [`observe`]: the bounded labels (frontend, verification) and the observer trait.
+
+pub mod engine;
+pub mod observe;
+pub mod verify;
+
+pub use engine::{Decision, Engine, Pending, Step, VerifyLimits, unix_now};
+pub use observe::{Frontend, Observer, Verification};

@@ -1,0 +1,216 @@
+//! `schemes`: how keys are presented (header, prefix) and stored (Argon2id or SHA-256).
+
+use std::collections::HashSet;
+
+use keygate_core::scheme::{HashKind, Scheme};
+use serde::Deserialize;
+
+use super::Problems;
+
+/// One `schemes[]` entry as written.
+#[derive(Debug, Deserialize)]
+pub struct RawScheme {
+    /// Unique name, used by routes and when creating keys.
+    pub name: String,
+    /// `x-api-key`, `authorization` (Bearer), or another header name.
+    pub header: String,
+    /// 1–32 of `A-Za-z0-9_-`; keys of different schemes on one header must not share a prefix.
+    pub key_prefix: String,
+    /// `argon2id` or `sha256`.
+    pub hash: String,
+    /// Argon2id parameters for new keys (verification reads them from each stored hash).
+    #[serde(default)]
+    pub argon2: Option<RawArgon2>,
+    /// sha256 only: shortest accepted part after the prefix, for imported keys.
+    #[serde(default)]
+    pub min_length: Option<usize>,
+    /// sha256 only: longest accepted part after the prefix.
+    #[serde(default)]
+    pub max_length: Option<usize>,
+}
+
+/// `schemes[].argon2` as written.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(default)]
+pub struct RawArgon2 {
+    /// Memory per hash in KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for RawArgon2 {
+    /// OWASP's recommendation for Argon2id, which the argon2 crate also defaults to.
+    fn default() -> Self {
+        RawArgon2 {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// A valid HTTP header name (RFC 9110 token), lowercased; a bad one is reported as `field`.
+pub(crate) fn header_name(field: &str, v: &str, p: &mut Problems) -> String {
+    let ok = !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !ok {
+        p.push(field, format!("`{v}` is not a valid header name"));
+    }
+    v.to_ascii_lowercase()
+}
+
+pub fn compile(raw: &[RawScheme], p: &mut Problems) -> Vec<Scheme> {
+    if raw.is_empty() {
+        p.push("schemes", "at least one scheme is required");
+    }
+    if raw.len() > 64 {
+        p.push("schemes", "at most 64 schemes");
+    }
+    let mut names = HashSet::new();
+    let mut prefixes: Vec<(String, String)> = Vec::new();
+    let mut schemes = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let f = |n: &str| format!("schemes[{i}].{n}");
+        if s.name.is_empty() {
+            p.push(f("name"), "must not be empty");
+        } else if !names.insert(s.name.clone()) {
+            p.push(f("name"), format!("duplicate scheme name `{}`", s.name));
+        }
+        let header = header_name(&f("header"), &s.header, p);
+        if s.key_prefix.is_empty()
+            || s.key_prefix.len() > 32
+            || !s
+                .key_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            p.push(
+                f("key_prefix"),
+                "must be 1 to 32 characters of A-Z, a-z, 0-9, _ and -",
+            );
+        }
+        for (other_header, other_prefix) in &prefixes {
+            if *other_header == header
+                && (other_prefix.starts_with(&s.key_prefix)
+                    || s.key_prefix.starts_with(other_prefix.as_str()))
+            {
+                p.push(
+                    f("key_prefix"),
+                    format!(
+                        "`{}` overlaps `{other_prefix}` on the same header",
+                        s.key_prefix
+                    ),
+                );
+            }
+        }
+        prefixes.push((header.clone(), s.key_prefix.clone()));
+        let hash = hash_kind(s, &f, p);
+        let (min, max) = lengths(s, &hash, &f, p);
+        schemes.push(Scheme::new(
+            s.name.clone(),
+            header,
+            s.key_prefix.clone(),
+            hash,
+            min,
+            max,
+        ));
+    }
+    schemes
+}
+
+fn hash_kind(s: &RawScheme, f: &dyn Fn(&str) -> String, p: &mut Problems) -> HashKind {
+    match s.hash.as_str() {
+        "argon2id" => {
+            let a = s.argon2.unwrap_or_default();
+            if argon2::Params::new(a.memory_kib, a.iterations, a.parallelism, None).is_err() {
+                p.push(f("argon2"), "parameters out of Argon2's range");
+            }
+            HashKind::Argon2id {
+                memory_kib: a.memory_kib,
+                iterations: a.iterations,
+                parallelism: a.parallelism,
+            }
+        }
+        "sha256" => {
+            if s.argon2.is_some() {
+                p.push(f("argon2"), "only used with hash: argon2id");
+            }
+            HashKind::Sha256
+        }
+        other => {
+            p.push(
+                f("hash"),
+                format!("unknown hash `{other}` (expected argon2id or sha256)"),
+            );
+            HashKind::Sha256
+        }
+    }
+}
+
+fn lengths(
+    s: &RawScheme,
+    hash: &HashKind,
+    f: &dyn Fn(&str) -> String,
+    p: &mut Problems,
+) -> (usize, usize) {
+    let min = s.min_length.unwrap_or(16);
+    let max = s.max_length.unwrap_or(128);
+    if matches!(hash, HashKind::Argon2id { .. })
+        && (s.min_length.is_some() || s.max_length.is_some())
+    {
+        p.push(
+            f("min_length"),
+            "argon2id keys have a fixed shape; lengths apply to sha256 only",
+        );
+    }
+    if min == 0 || min > max || max > 512 {
+        p.push(f("max_length"), "need 1 <= min_length <= max_length <= 512");
+    }
+    (min, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheme(name: &str, header: &str, prefix: &str, hash: &str) -> RawScheme {
+        RawScheme {
+            name: name.into(),
+            header: header.into(),
+            key_prefix: prefix.into(),
+            hash: hash.into(),
+            argon2: None,
+            min_length: None,
+            max_length: None,
+        }
+    }
+
+    #[test]
+    fn each_problem_names_its_scheme_and_field() {
+        let mut p = Problems::default();
+        let raw = [
+            scheme("a", "x-api-key", "a_", "md5"),
+            scheme("a", "Authorization", "b_", "sha256"),
+            scheme("c", "bad header", "tk_", "sha256"),
+            scheme("d", "x-api-key", "a_x", "argon2id"),
+        ];
+        let s = compile(&raw, &mut p);
+        assert_eq!(s[1].header, "authorization");
+        assert!(s[1].bearer);
+        assert_eq!(
+            p.fields(),
+            [
+                "schemes[0].hash",
+                "schemes[1].name",
+                "schemes[2].header",
+                "schemes[3].key_prefix"
+            ]
+        );
+        compile(&[], &mut p);
+        assert_eq!(p.fields().last(), Some(&"schemes"));
+    }
+}

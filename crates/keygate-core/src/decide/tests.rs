@@ -1,0 +1,552 @@
+//! Every row of the decision table, through `decide`.
+
+use super::*;
+use crate::key::{self, Account, KeyRecord};
+use crate::policy::{IdentityHeaders, Plan, Policy};
+use crate::route::Route;
+use crate::scheme::HashKind;
+
+/// The schemes, plans and routes of this config, built as the config crate compiles them:
+///
+/// ```yaml
+/// schemes:
+///   - { name: toon, header: x-api-key, key_prefix: toon_, hash: argon2id,
+///       argon2: { memory_kib: 64, iterations: 1, parallelism: 1 } }
+///   - { name: live, header: authorization, key_prefix: tk_live_, hash: sha256 }
+/// plans:
+///   starter: { max_keys: 4 }
+///   free: { api_access: false }
+/// routes:
+///   - { path_prefix: /v1/account/usage, scope: usage:read }
+///   - { path_prefix: /v1/tokens, methods: [POST, DELETE], scope: tokens:write }
+///   - { path_prefix: /v1/tokens, scope: tokens:read }
+///   - { path_prefix: /only-live, schemes: [live] }
+///   - { path_prefix: /, host: api.example }
+/// ```
+fn policy() -> Policy {
+    let argon2 = HashKind::Argon2id {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let schemes = vec![
+        Scheme::new(
+            "toon".into(),
+            "x-api-key".into(),
+            "toon_".into(),
+            argon2,
+            16,
+            128,
+        ),
+        Scheme::new(
+            "live".into(),
+            "authorization".into(),
+            "tk_live_".into(),
+            HashKind::Sha256,
+            16,
+            128,
+        ),
+    ];
+    let route = |prefix: &str,
+                 methods: Option<&[&str]>,
+                 host: Option<&str>,
+                 scope: Option<&str>,
+                 schemes| {
+        Route::new(
+            prefix.into(),
+            methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
+            host.map(Into::into),
+            scope.map(Into::into),
+            schemes,
+        )
+    };
+    let both = || vec![0, 1];
+    let routes = RouteTable::new(vec![
+        route("/v1/account/usage", None, None, Some("usage:read"), both()),
+        route(
+            "/v1/tokens",
+            Some(&["POST", "DELETE"]),
+            None,
+            Some("tokens:write"),
+            both(),
+        ),
+        route("/v1/tokens", None, None, Some("tokens:read"), both()),
+        route("/only-live", None, None, None, vec![1]),
+        route("/", None, Some("api.example"), None, both()),
+    ]);
+    let plan = |max_keys, api_access| Plan {
+        max_keys,
+        api_access,
+    };
+    let plans = [
+        ("starter".to_string(), plan(Some(4), true)),
+        ("free".to_string(), plan(None, false)),
+    ]
+    .into();
+    Policy {
+        schemes: schemes.into(),
+        routes,
+        plans,
+        identity: IdentityHeaders::default(),
+    }
+}
+
+struct Fixture {
+    settings: Policy,
+    keys: Vec<KeyRecord>,
+    accounts: Vec<Account>,
+}
+
+const NOW: i64 = 1_800_000_000;
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            settings: policy(),
+            keys: vec![],
+            accounts: vec![],
+        }
+    }
+
+    /// Adds a key and returns its plaintext.
+    fn key(&mut self, scheme: &str, account: &str, scopes: Option<&[&str]>) -> String {
+        let s = &self.settings.schemes[self.settings.scheme_index(scheme).unwrap()];
+        let k = key::generate(s);
+        self.keys.push(KeyRecord {
+            id: k.id.clone(),
+            name: None,
+            prefix: format!("{}{}", s.key_prefix, k.id),
+            account: account.into(),
+            scheme: scheme.into(),
+            scopes: scopes.map(|v| v.iter().map(|s| s.to_string()).collect()),
+            hash: key::hash_key(s, k.key.as_bytes()).unwrap(),
+            created_at: NOW - 10,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            replaces: None,
+            replaced_by: None,
+            version: 1,
+        });
+        k.key.to_string()
+    }
+
+    fn last(&mut self) -> &mut KeyRecord {
+        self.keys.last_mut().unwrap()
+    }
+
+    fn account(&mut self, id: &str, plan: Option<&str>, status: AccountStatus) {
+        self.accounts.push(Account {
+            id: id.into(),
+            plan: plan.map(Into::into),
+            status,
+            updated_at: NOW,
+            version: 1,
+        });
+    }
+
+    fn table(&self) -> Table {
+        Table::build(
+            &self.settings.schemes,
+            &self.settings.plans,
+            &self.keys,
+            &self.accounts,
+            None,
+        )
+    }
+}
+
+/// Verifies Argon2 in place, as the service does off the runtime.
+struct Verify;
+impl SecretCheck for Verify {
+    fn cached(&self, entry: &KeyEntry, key: &[u8]) -> Option<bool> {
+        Some(key::verify(&entry.hash, key))
+    }
+}
+
+fn run(
+    f: &Fixture,
+    t: &Table,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<String, (Reason, u16)> {
+    let req = Request {
+        method,
+        path,
+        host: Some("api.example"),
+        headers,
+    };
+    match decide(
+        &f.settings.schemes,
+        &f.settings.routes,
+        t,
+        &req,
+        NOW,
+        &Verify,
+    ) {
+        Outcome::Allow(a) => Ok(a.key.id.to_string()),
+        Outcome::Deny(d) => Err((d.reason, d.status())),
+        Outcome::NeedsVerify { .. } => panic!("Verify always answers"),
+    }
+}
+
+fn bearer(k: &str) -> String {
+    format!("Bearer {k}")
+}
+
+#[test]
+fn valid_keys_of_both_schemes_are_allowed() {
+    let mut f = Fixture::new();
+    let toon = f.key("toon", "acme", None);
+    let live = f.key("live", "acme", None);
+    let t = f.table();
+    assert_eq!(
+        run(&f, &t, "GET", "/x", &[("x-api-key", &toon)]),
+        Ok(f.keys[0].id.clone())
+    );
+    assert_eq!(
+        run(&f, &t, "GET", "/x", &[("authorization", &bearer(&live))]),
+        Ok(f.keys[1].id.clone())
+    );
+}
+
+#[test]
+fn missing_is_401() {
+    let f = Fixture::new();
+    let t = f.table();
+    assert_eq!(run(&f, &t, "GET", "/x", &[]), Err((Reason::Missing, 401)));
+    // A key in another header or a cookie counts for nothing.
+    let live = "tk_live_abcdefghijklmnopqrstu";
+    assert_eq!(
+        run(
+            &f,
+            &t,
+            "GET",
+            "/x?api_key=1",
+            &[("cookie", live), ("x-key", live)]
+        ),
+        Err((Reason::Missing, 401))
+    );
+}
+
+#[test]
+fn malformed_is_401() {
+    let mut f = Fixture::new();
+    let live = f.key("live", "acme", None);
+    let t = f.table();
+    assert_eq!(
+        run(&f, &t, "GET", "/x", &[("x-api-key", "toon_short")]),
+        Err((Reason::Malformed, 401))
+    );
+    assert_eq!(
+        run(&f, &t, "GET", "/x", &[("authorization", "Bearer ")]),
+        Err((Reason::Malformed, 401))
+    );
+    let b = bearer(&live);
+    assert_eq!(
+        run(
+            &f,
+            &t,
+            "GET",
+            "/x",
+            &[("authorization", &b), ("authorization", &b)]
+        ),
+        Err((Reason::Malformed, 401))
+    );
+}
+
+#[test]
+fn unknown_is_401() {
+    let mut f = Fixture::new();
+    let toon = f.key("toon", "acme", None);
+    let t = f.table();
+    let other = Fixture::new().key("live", "acme", None);
+    assert_eq!(
+        run(&f, &t, "GET", "/x", &[("authorization", &bearer(&other))]),
+        Err((Reason::Unknown, 401))
+    );
+    // Right id, wrong secret.
+    let mut wrong = toon.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'a' { 'b' } else { 'a' });
+    assert_eq!(
+        run(&f, &t, "GET", "/x", &[("x-api-key", &wrong)]),
+        Err((Reason::Unknown, 401))
+    );
+}
+
+#[test]
+fn revoked_and_expired_are_401() {
+    let mut f = Fixture::new();
+    let a = f.key("live", "acme", None);
+    f.last().revoked_at = Some(NOW - 1);
+    let b = f.key("toon", "acme", None);
+    f.last().expires_at = Some(NOW);
+    let c = f.key("toon", "acme", None);
+    f.last().expires_at = Some(NOW + 1);
+    let t = f.table();
+    assert_eq!(
+        run(&f, &t, "GET", "/x", &[("authorization", &bearer(&a))]),
+        Err((Reason::Revoked, 401))
+    );
+    assert_eq!(
+        run(&f, &t, "GET", "/x", &[("x-api-key", &b)]),
+        Err((Reason::Expired, 401))
+    );
+    assert!(run(&f, &t, "GET", "/x", &[("x-api-key", &c)]).is_ok());
+}
+
+#[test]
+fn account_not_active_or_plan_without_access_is_403() {
+    let mut f = Fixture::new();
+    let due = f.key("live", "due", None);
+    f.account("due", Some("starter"), AccountStatus::PastDue);
+    let off = f.key("live", "off", None);
+    f.account("off", None, AccountStatus::Disabled);
+    let free = f.key("live", "freebie", None);
+    f.account("freebie", Some("free"), AccountStatus::Active);
+    let gone = f.key("live", "gone", None);
+    f.account(
+        "gone",
+        Some("plan-removed-from-config"),
+        AccountStatus::Active,
+    );
+    let ok = f.key("live", "paying", None);
+    f.account("paying", Some("starter"), AccountStatus::Active);
+    let t = f.table();
+    for k in [&due, &off, &free, &gone] {
+        assert_eq!(
+            run(&f, &t, "GET", "/x", &[("authorization", &bearer(k))]),
+            Err((Reason::Account, 403))
+        );
+    }
+    assert!(run(&f, &t, "GET", "/x", &[("authorization", &bearer(&ok))]).is_ok());
+}
+
+#[test]
+fn scopes_restrict_routes() {
+    let mut f = Fixture::new();
+    let read = f.key("live", "acme", Some(&["usage:read", "tokens:read"]));
+    let none = f.key("live", "acme", Some(&[]));
+    let all = f.key("live", "acme", None);
+    let t = f.table();
+    let h = |k: &str| [("authorization", bearer(k))];
+    let go = |k: &str, m: &str, p: &str| {
+        let h = h(k);
+        let h: Vec<(&str, &str)> = h.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        run(&f, &t, m, p, &h)
+    };
+    assert!(go(&read, "GET", "/v1/account/usage").is_ok());
+    assert!(go(&read, "GET", "/v1/tokens/1").is_ok());
+    assert_eq!(go(&read, "POST", "/v1/tokens"), Err((Reason::Scope, 403)));
+    assert_eq!(go(&read, "POST", "/v1/%74okens"), Err((Reason::Scope, 403)));
+    assert!(
+        go(&read, "GET", "/anything").is_ok(),
+        "unscoped route takes any valid key"
+    );
+    assert_eq!(go(&none, "GET", "/v1/tokens"), Err((Reason::Scope, 403)));
+    assert!(go(&none, "GET", "/anything").is_ok());
+    assert!(go(&all, "POST", "/v1/tokens").is_ok());
+}
+
+/// A path is allowed only if every way an upstream may read it is: the bypasses of a path
+/// read one way by keygate and another by the upstream.
+#[test]
+fn every_reading_of_a_path_must_allow() {
+    let mut f = Fixture::new();
+    let usage = f.key("live", "acme", Some(&["usage:read"]));
+    let all = f.key("live", "acme", None);
+    let t = f.table();
+    let go = |k: &str, p: &str| run(&f, &t, "GET", p, &[("authorization", &bearer(k))]);
+    let lacks = Err((Reason::Scope, 403));
+    for p in [
+        // Tomcat, Jetty and Spring strip `;params` first: this is /v1/tokens.
+        "/v1/account/usage/..;/..;/tokens",
+        "/v1/account/usage/.;/../../tokens",
+        // A server that resolves dots before decoding reads /v1/tokens/%2E%2E/x.
+        "/v1/tokens/%2e%2e/x",
+        "/v1/tokens/%2E%2e/x",
+        // A server that keeps `;` reads /v1/tokens/..;/../x under /v1/tokens.
+        "/v1/tokens/..;/../x",
+        // A server on which `\` or an encoded slash is a character.
+        "/v1/tokens/..\\..\\x",
+        "/v1/tokens/..%2F..%2Fx",
+        "/v1/tokens/..%5c..%5cx",
+        // A server that keeps empty segments reads /v1/tokens/x.
+        "/v1/tokens//../x",
+        // A router that ignores case.
+        "/V1/Tokens",
+        "/v1/TOKENS/7",
+        // A server that decodes twice.
+        "/v1/%2574okens",
+    ] {
+        assert_eq!(go(&usage, p), lacks, "{p}");
+        assert!(go(&all, p).is_ok(), "{p}");
+    }
+    // Parameters on a scoped prefix: the route, read every way, still takes the key.
+    for p in [
+        "/v1/account/usage;jsessionid=1",
+        "/v1/account/usage;x/daily",
+    ] {
+        assert!(go(&usage, p).is_ok(), "{p}");
+    }
+    // Double encodings, NUL and overlong forms: 400 once the caller is known, 401 before.
+    for p in [
+        "/v1/account/usage/%252e%252e/tokens",
+        "/v1/account%252Fusage",
+        "/v1/%255ctokens",
+        "/v1/tokens%00",
+        "/v1/tokens%2500",
+        "/v1/%c0%ae%c0%ae/tokens",
+        "/v1%c0%aftokens",
+        "/v1/%zz",
+    ] {
+        assert_eq!(go(&all, p), Err((Reason::BadPath, 400)), "{p}");
+        assert_eq!(go(&usage, p), Err((Reason::BadPath, 400)), "{p}");
+        let stranger = run(
+            &f,
+            &t,
+            "GET",
+            p,
+            &[("authorization", "Bearer tk_live_nope")],
+        );
+        assert_eq!(stranger.map_err(|e| e.1), Err(401), "{p}");
+        assert_eq!(
+            run(&f, &t, "GET", p, &[]),
+            Err((Reason::Missing, 401)),
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn route_schemes_and_unmatched_routes() {
+    let mut f = Fixture::new();
+    let toon = f.key("toon", "acme", None);
+    let live = f.key("live", "acme", None);
+    let t = f.table();
+    assert_eq!(
+        run(&f, &t, "GET", "/only-live", &[("x-api-key", &toon)]),
+        Err((Reason::Missing, 401))
+    );
+    assert!(
+        run(
+            &f,
+            &t,
+            "GET",
+            "/only-live",
+            &[("authorization", &bearer(&live))]
+        )
+        .is_ok()
+    );
+    // The catch-all is bound to a host; another host matches no route.
+    let req = Request {
+        method: "GET",
+        path: "/x",
+        host: Some("other.example"),
+        headers: &[("x-api-key", toon.as_str())][..],
+    };
+    match decide(
+        &f.settings.schemes,
+        &f.settings.routes,
+        &t,
+        &req,
+        NOW,
+        &Verify,
+    ) {
+        Outcome::Deny(d) => assert_eq!((d.reason, d.status()), (Reason::NoRoute, 403)),
+        o => panic!("{o:?}"),
+    }
+    // An unroutable target still needs a key first.
+    assert_eq!(
+        run(&f, &t, "GET", "not-a-path", &[]),
+        Err((Reason::Missing, 401))
+    );
+    assert_eq!(
+        run(&f, &t, "GET", "not-a-path", &[("x-api-key", &toon)]),
+        Err((Reason::NoRoute, 403))
+    );
+}
+
+#[test]
+fn not_loaded_is_503_and_never_allows() {
+    let mut f = Fixture::new();
+    let live = f.key("live", "acme", None);
+    let t = Table::not_loaded();
+    assert_eq!(
+        run(&f, &t, "GET", "/x", &[("authorization", &bearer(&live))]),
+        Err((Reason::NotReady, 503))
+    );
+}
+
+#[test]
+fn argon2_keys_ask_for_verification_without_cache() {
+    let mut f = Fixture::new();
+    let toon = f.key("toon", "acme", None);
+    let t = f.table();
+    let req = Request {
+        method: "GET",
+        path: "/",
+        host: Some("api.example"),
+        headers: &[("x-api-key", toon.as_str())][..],
+    };
+    match decide(
+        &f.settings.schemes,
+        &f.settings.routes,
+        &t,
+        &req,
+        NOW,
+        &NoCache,
+    ) {
+        Outcome::NeedsVerify { entry, key } => {
+            assert_eq!(&*entry.id, f.keys[0].id.as_str());
+            assert_eq!(key, toon.as_bytes());
+        }
+        o => panic!("{o:?}"),
+    }
+}
+
+#[test]
+fn responses_follow_the_spec() {
+    let d = |reason, bearer, presented, scope| Denial {
+        reason,
+        bearer,
+        presented,
+        scope,
+        account_status: None,
+    };
+    let missing = d(Reason::Missing, true, false, None);
+    assert_eq!(
+        missing.body(),
+        r#"{"error":"unauthorized","message":"Invalid or missing API key"}"#
+    );
+    assert_eq!(
+        missing.www_authenticate().unwrap(),
+        r#"Bearer realm="keygate""#
+    );
+    let unknown = d(Reason::Unknown, true, true, None);
+    assert_eq!(unknown.body(), missing.body());
+    assert_eq!(
+        unknown.www_authenticate().unwrap(),
+        r#"Bearer realm="keygate", error="invalid_token""#
+    );
+    assert_eq!(
+        d(Reason::Unknown, false, true, None).www_authenticate(),
+        None
+    );
+    let scope = d(Reason::Scope, true, true, Some("usage:read".into()));
+    assert_eq!(scope.status(), 403);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&scope.body()).unwrap(),
+        serde_json::json!({"error":"forbidden","message":"API key lacks scope usage:read"})
+    );
+    assert_eq!(
+        scope.www_authenticate().unwrap(),
+        r#"Bearer realm="keygate", error="insufficient_scope", scope="usage:read""#
+    );
+    let acct = d(Reason::Account, true, true, None);
+    assert_eq!(acct.message(), "API access is disabled for this account");
+    assert_eq!(acct.www_authenticate(), None);
+    assert_eq!(d(Reason::NotReady, false, false, None).status(), 503);
+}

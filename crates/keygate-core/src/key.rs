@@ -1,0 +1,304 @@
+//! Key records and accounts as stored, key generation, hashing and constant-time verification.
+//!
+//! A key is never stored: only its SHA-256 digest or an Argon2id PHC string. Types that hold
+//! key material redact themselves in `Debug` and zero their memory on drop.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::scheme::{HashKind, ID_LEN, SECRET_LEN, Scheme};
+
+/// A stored key hash.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyHash {
+    /// Lowercase hex of SHA-256 over the whole key.
+    #[serde(with = "hex32")]
+    Sha256([u8; 32]),
+    /// Argon2id PHC string.
+    Argon2id(String),
+}
+
+impl std::fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyHash::Sha256(_) => f.write_str("Sha256(<redacted>)"),
+            KeyHash::Argon2id(_) => f.write_str("Argon2id(<redacted>)"),
+        }
+    }
+}
+
+/// A freshly generated key: shown once, then dropped (and zeroed).
+pub struct NewKey {
+    pub id: String,
+    pub key: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKey")
+            .field("id", &self.id)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `n` base62 characters from the OS CSPRNG, by rejection sampling (no modulo bias).
+pub fn random_base62(n: usize) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(n));
+    let mut buf = Zeroizing::new([0u8; 64]);
+    while out.len() < n {
+        getrandom::fill(&mut buf[..]).expect("the OS random number generator failed");
+        for &b in buf.iter() {
+            // 248 = 4 * 62: bytes at or above it would bias the low characters.
+            if b < 248 && out.len() < n {
+                out.push(BASE62[(b % 62) as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+/// Generates `<key_prefix><id>_<secret>` for a scheme.
+pub fn generate(scheme: &Scheme) -> NewKey {
+    let id = random_base62(ID_LEN).to_string();
+    let secret = random_base62(SECRET_LEN);
+    let mut key = Zeroizing::new(String::with_capacity(
+        scheme.key_prefix.len() + ID_LEN + 1 + SECRET_LEN,
+    ));
+    key.push_str(&scheme.key_prefix);
+    key.push_str(&id);
+    key.push('_');
+    key.push_str(&secret);
+    NewKey { id, key }
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("argon2 hashing failed")]
+pub struct HashError;
+
+/// Hashes a key for storage under its scheme. Argon2 is slow by design: call it off the
+/// async runtime.
+pub fn hash_key(scheme: &Scheme, key: &[u8]) -> Result<KeyHash, HashError> {
+    match scheme.hash {
+        HashKind::Sha256 => Ok(KeyHash::Sha256(sha256(key))),
+        HashKind::Argon2id {
+            memory_kib,
+            iterations,
+            parallelism,
+        } => {
+            use argon2::password_hash::PasswordHasher;
+            let params = argon2::Params::new(memory_kib, iterations, parallelism, None)
+                .map_err(|_| HashError)?;
+            let a =
+                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+            let h = a.hash_password(key).map_err(|_| HashError)?;
+            Ok(KeyHash::Argon2id(h.to_string()))
+        }
+    }
+}
+
+/// Verifies a presented key against a stored hash in constant time (SHA-256) or with the
+/// parameters recorded in the PHC string (Argon2id).
+pub fn verify(hash: &KeyHash, key: &[u8]) -> bool {
+    match hash {
+        KeyHash::Sha256(d) => bool::from(sha256(key).ct_eq(d)),
+        KeyHash::Argon2id(phc) => {
+            use argon2::password_hash::PasswordVerifier;
+            argon2::Argon2::default()
+                .verify_password(key, phc.as_str())
+                .is_ok()
+        }
+    }
+}
+
+/// Account status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    #[default]
+    Active,
+    PastDue,
+    Disabled,
+}
+
+impl AccountStatus {
+    pub fn parse(s: &str) -> Option<AccountStatus> {
+        match s {
+            "active" => Some(AccountStatus::Active),
+            "past_due" => Some(AccountStatus::PastDue),
+            "disabled" => Some(AccountStatus::Disabled),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::PastDue => "past_due",
+            AccountStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// An account: its plan and billing status. An account with no record is active with no plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Account {
+    pub id: String,
+    #[serde(default)]
+    pub plan: Option<String>,
+    #[serde(default)]
+    pub status: AccountStatus,
+    pub updated_at: i64,
+    /// Bumped on every change, so replicas apply changes in order.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// A stored key. Times are Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyRecord {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The public start of the key (`<key_prefix><id>`), for display.
+    pub prefix: String,
+    pub account: String,
+    pub scheme: String,
+    /// `None`: every route; `Some(list)`: only routes whose scope is listed.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    pub hash: KeyHash,
+    pub created_at: i64,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+    #[serde(default)]
+    pub last_used_at: Option<i64>,
+    /// The key this one replaced by rotation.
+    #[serde(default)]
+    pub replaces: Option<String>,
+    #[serde(default)]
+    pub replaced_by: Option<String>,
+    /// Bumped on every change that can affect a decision.
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl KeyRecord {
+    /// Not revoked and not expired at `now`.
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+mod hex32 {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::to_hex(d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = <&str>::deserialize(d).map_err(|_| D::Error::custom("expected a hex string"))?;
+        super::from_hex32(s).ok_or_else(|| D::Error::custom("expected 64 hex digits"))
+    }
+}
+
+pub fn to_hex(d: &[u8]) -> String {
+    hex::encode(d)
+}
+
+/// Parses 64 hex digits (either case).
+pub fn from_hex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheme(hash: HashKind) -> Scheme {
+        Scheme::new("s".into(), "x-api-key".into(), "tk_".into(), hash, 16, 128)
+    }
+
+    #[test]
+    fn generated_keys_have_the_scheme_shape() {
+        let s = scheme(HashKind::Sha256);
+        let k = generate(&s);
+        assert_eq!(k.key.len(), 3 + ID_LEN + 1 + SECRET_LEN);
+        assert!(k.key.starts_with("tk_"));
+        assert_eq!(&k.key[3..3 + ID_LEN], k.id);
+        assert!(s.shape(k.key.as_bytes()).is_some());
+        let a = scheme(HashKind::Argon2id {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        });
+        assert_eq!(a.shape(k.key.as_bytes()), Some(k.id.as_bytes()));
+        assert_ne!(generate(&s).key.as_str(), k.key.as_str());
+    }
+
+    #[test]
+    fn base62_is_uniform_enough() {
+        let s = random_base62(62 * 200);
+        let mut counts = [0u32; 128];
+        for b in s.bytes() {
+            counts[b as usize] += 1;
+        }
+        for &c in BASE62 {
+            let n = counts[c as usize];
+            assert!((100..=320).contains(&n), "{} appeared {n} times", c as char);
+        }
+    }
+
+    #[test]
+    fn hashes_verify_only_their_key() {
+        for kind in [
+            HashKind::Sha256,
+            HashKind::Argon2id {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+        ] {
+            let s = scheme(kind);
+            let k = generate(&s);
+            let h = hash_key(&s, k.key.as_bytes()).unwrap();
+            assert!(verify(&h, k.key.as_bytes()));
+            assert!(!verify(&h, generate(&s).key.as_bytes()));
+            assert!(!format!("{h:?}").contains(&k.key[3..]));
+        }
+    }
+
+    #[test]
+    fn hash_json_round_trips() {
+        let h = KeyHash::Sha256(sha256(b"abc"));
+        let j = serde_json::to_string(&h).unwrap();
+        assert_eq!(
+            j,
+            r#"{"sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}"#
+        );
+        assert_eq!(serde_json::from_str::<KeyHash>(&j).unwrap(), h);
+        assert!(from_hex32("zz").is_none());
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let k = generate(&scheme(HashKind::Sha256));
+        assert!(!format!("{k:?}").contains(&k.key[3 + ID_LEN..]));
+    }
+}

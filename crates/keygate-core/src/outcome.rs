@@ -1,0 +1,170 @@
+//! Why a request was refused, and the one place that maps each refusal to its HTTP status,
+//! gRPC code, JSON body and `WWW-Authenticate` value for every data plane.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use super::key::AccountStatus;
+
+/// Why a request was refused; the `reason` label of metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Missing,
+    Malformed,
+    Unknown,
+    Revoked,
+    Expired,
+    Account,
+    Scope,
+    /// No route matches the request (a valid key was presented).
+    NoRoute,
+    NotReady,
+    /// A path no request may carry (a valid key was presented): see [`super::path`].
+    BadPath,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 10] = [
+        Reason::Missing,
+        Reason::Malformed,
+        Reason::Unknown,
+        Reason::Revoked,
+        Reason::Expired,
+        Reason::Account,
+        Reason::Scope,
+        Reason::NoRoute,
+        Reason::NotReady,
+        Reason::BadPath,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::Malformed => "malformed",
+            Reason::Unknown => "unknown",
+            Reason::Revoked => "revoked",
+            Reason::Expired => "expired",
+            Reason::Account => "account",
+            Reason::Scope => "scope",
+            Reason::NoRoute => "no_route",
+            Reason::NotReady => "not_ready",
+            Reason::BadPath => "bad_path",
+        }
+    }
+}
+
+/// A refusal, with what the response needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: Reason,
+    /// Answer with a Bearer challenge: the client presented a Bearer token, or presented
+    /// nothing on a route that accepts a Bearer scheme.
+    pub bearer: bool,
+    /// A credential was presented (adds `error="invalid_token"` to the challenge).
+    pub presented: bool,
+    /// The scope the route needs (scope denials).
+    pub scope: Option<Arc<str>>,
+    /// Account denials: the account's status, or `None` for a plan without API access.
+    pub account_status: Option<AccountStatus>,
+}
+
+/// The generic message of every 401, so a client learns nothing about which keys exist.
+pub const UNAUTHORIZED_MESSAGE: &str = "Invalid or missing API key";
+const UNAUTHORIZED_BODY: &str =
+    r#"{"error":"unauthorized","message":"Invalid or missing API key"}"#;
+const UNAVAILABLE_BODY: &str =
+    r#"{"error":"unavailable","message":"The key table is not loaded yet"}"#;
+const BAD_PATH_BODY: &str = r#"{"error":"bad_request","message":"Malformed request path"}"#;
+
+/// gRPC status codes of the denials (`google.rpc.Code`), so that the frontends map nothing.
+pub mod grpc_code {
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const PERMISSION_DENIED: i32 = 7;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
+    pub const UNAVAILABLE: i32 = 14;
+    pub const UNAUTHENTICATED: i32 = 16;
+}
+
+impl Denial {
+    pub fn status(&self) -> u16 {
+        match self.reason {
+            Reason::Missing
+            | Reason::Malformed
+            | Reason::Unknown
+            | Reason::Revoked
+            | Reason::Expired => 401,
+            Reason::Account | Reason::Scope | Reason::NoRoute => 403,
+            Reason::BadPath => 400,
+            Reason::NotReady => 503,
+        }
+    }
+
+    /// The gRPC status code that goes with [`Denial::status`].
+    pub fn grpc_code(&self) -> i32 {
+        match self.status() {
+            400 => grpc_code::INVALID_ARGUMENT,
+            401 => grpc_code::UNAUTHENTICATED,
+            403 => grpc_code::PERMISSION_DENIED,
+            429 => grpc_code::RESOURCE_EXHAUSTED,
+            _ => grpc_code::UNAVAILABLE,
+        }
+    }
+
+    /// The body's `error` code.
+    pub fn error(&self) -> &'static str {
+        match self.status() {
+            400 => "bad_request",
+            401 => "unauthorized",
+            403 => "forbidden",
+            _ => "unavailable",
+        }
+    }
+
+    pub fn message(&self) -> Cow<'static, str> {
+        match self.reason {
+            Reason::Scope => Cow::Owned(format!(
+                "API key lacks scope {}",
+                self.scope.as_deref().unwrap_or("")
+            )),
+            Reason::Account => Cow::Borrowed(match self.account_status {
+                None | Some(AccountStatus::Active) => "API access is disabled for this account",
+                Some(AccountStatus::PastDue) => "API access is suspended: the account is past due",
+                Some(AccountStatus::Disabled) => "API access is disabled for this account",
+            }),
+            Reason::NoRoute => Cow::Borrowed("No route allows this request"),
+            Reason::NotReady => Cow::Borrowed("The key table is not loaded yet"),
+            Reason::BadPath => Cow::Borrowed("Malformed request path"),
+            _ => Cow::Borrowed(UNAUTHORIZED_MESSAGE),
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Cow<'static, str> {
+        match self.status() {
+            400 => Cow::Borrowed(BAD_PATH_BODY),
+            401 => Cow::Borrowed(UNAUTHORIZED_BODY),
+            503 => Cow::Borrowed(UNAVAILABLE_BODY),
+            _ => Cow::Owned(
+                serde_json::json!({"error": self.error(), "message": self.message()}).to_string(),
+            ),
+        }
+    }
+
+    /// `WWW-Authenticate` per RFC 6750, for Bearer schemes.
+    pub fn www_authenticate(&self) -> Option<Cow<'static, str>> {
+        if !self.bearer {
+            return None;
+        }
+        match (self.status(), self.reason) {
+            (401, _) if self.presented => Some(Cow::Borrowed(
+                r#"Bearer realm="keygate", error="invalid_token""#,
+            )),
+            (401, _) => Some(Cow::Borrowed(r#"Bearer realm="keygate""#)),
+            (403, Reason::Scope) => Some(Cow::Owned(format!(
+                r#"Bearer realm="keygate", error="insufficient_scope", scope="{}""#,
+                self.scope.as_deref().unwrap_or("")
+            ))),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! keygate's durable state and its replication into the in-memory key table.
+//!
+//! A store is named by [`StoreSettings`]; [`Store`] is the one interface the rest of keygate
+//! uses, and each backend answers every query itself, so callers never branch on the backend.
+//! The replica keeps the decision table current from the side, never on a request's road, and
+//! [`usage`] writes counts back in batches. This crate knows the core's types and nothing of
+//! the data planes above it: it takes a [`keygate_core::policy::Policy`], not a config, and
+//! reports what it did through [`StoreStats`] for whoever exports metrics.
+//!
+//! # Layout
+//! - [`state`]: the data model and the pure rules of every write, shared by the backends.
+//! - [`file`]: the embedded backend, one JSON file on one machine.
+//! - [`redis`]: the shared backend: records, a change log and an audit stream in Redis.
+//! - [`replica`]: the table snapshot, swapped whole on change.
+//! - [`usage`]: allowed requests counted between write-backs, and the write-back loop.
+//! - [`stats`]: what the store did, for metrics.
+
+pub mod file;
+pub mod redis;
+pub mod replica;
+pub mod state;
+pub mod stats;
+pub mod usage;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use keygate_core::key::{Account, KeyRecord};
+use state::{AuditEvent, Change, ChangeError, State, UsageBatch};
+
+pub use stats::StoreStats;
+
+/// Which backend holds the key table, as the config names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    File {
+        path: PathBuf,
+    },
+    Redis {
+        url: String,
+        read_url: Option<String>,
+        namespace: String,
+        max_changes: u64,
+        /// PEM file of the CA that signed the Redis servers' certificates (`rediss://`).
+        tls_ca_file: Option<PathBuf>,
+        /// Sentinel: master name and sentinel URLs; the primary is whatever they name.
+        sentinel: Option<(String, Vec<String>)>,
+    },
+}
+
+/// Why the store could not do what was asked. Messages never hold a Redis URL (it may carry a
+/// password): redis-rs errors do not print it, and URL problems are named without it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store data in {path} is not valid keygate state: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    /// Redis answered with an error.
+    #[error("redis: {0}")]
+    Redis(#[source] ::redis::RedisError),
+    /// Redis could not be reached (connection refused, dropped, timed out, read-only).
+    #[error("redis unavailable: {0}")]
+    RedisUnavailable(#[source] ::redis::RedisError),
+    #[error("redis unavailable: no sentinel knows master `{0}`")]
+    NoPrimary(String),
+    #[error("invalid redis {0}")]
+    InvalidUrl(&'static str),
+    #[error("too much write contention; try again")]
+    Contention,
+    #[error("the key table loader failed: {0}")]
+    Loader(#[source] tokio::task::JoinError),
+    #[error(transparent)]
+    Change(#[from] ChangeError),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (the store is unreachable right now).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::RedisUnavailable(_) | StoreError::NoPrimary(_)
+        )
+    }
+}
+
+/// The store named by the config.
+#[derive(Debug, Clone)]
+pub enum Store {
+    File(file::FileStore),
+    Redis(Box<redis::RedisStore>),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! each {
+    ($self:ident, $b:ident => $e:expr) => {
+        match $self {
+            Store::File($b) => $e,
+            Store::Redis($b) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store; no I/O happens until it is used (but a CA file is read).
+    pub fn open(settings: &StoreSettings) -> Result<Store, StoreError> {
+        match settings {
+            StoreSettings::File { path } => Ok(Store::File(file::FileStore::new(path.clone()))),
+            StoreSettings::Redis {
+                url,
+                read_url,
+                namespace,
+                max_changes,
+                tls_ca_file,
+                sentinel,
+            } => {
+                let ca_pem = match tls_ca_file {
+                    Some(p) => Some(std::fs::read(p).map_err(|source| StoreError::Io {
+                        path: p.clone(),
+                        source,
+                    })?),
+                    None => None,
+                };
+                Ok(Store::Redis(Box::new(redis::RedisStore::new(
+                    redis::RedisOptions {
+                        url,
+                        read_url: read_url.as_deref(),
+                        namespace,
+                        max_changes: *max_changes,
+                        ca_pem,
+                        sentinel: sentinel.clone(),
+                    },
+                )?)))
+            }
+        }
+    }
+
+    /// Loads the table before serving where the store is local (a file that cannot be read is
+    /// a config error, refused at start); a remote store is loaded by [`Store::follow`] when
+    /// it can be reached, and until then nothing is allowed.
+    pub async fn load_at_start(
+        &self,
+        replica: &replica::Replica,
+        stats: &StoreStats,
+    ) -> Result<(), StoreError> {
+        each!(self, b => b.load_at_start(replica, stats).await)
+    }
+
+    /// Keeps `replica` current until `shutdown` resolves.
+    pub async fn follow(
+        &self,
+        replica: Arc<replica::Replica>,
+        stats: Arc<StoreStats>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        each!(self, b => b.follow(replica, stats, shutdown).await)
+    }
+
+    /// The table's state: revision, keys and accounts (usage and audit may be left out).
+    pub async fn load(&self) -> Result<State, StoreError> {
+        each!(self, b => b.load().await)
+    }
+
+    pub async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        each!(self, b => b.get_key(id).await)
+    }
+
+    pub async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        each!(self, b => b.get_account(id).await)
+    }
+
+    /// Keys of one account, or all keys.
+    pub async fn keys_of(&self, account: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        each!(self, b => b.keys_of(account).await)
+    }
+
+    /// Whether a SHA-256 key with this digest exists.
+    pub async fn digest_exists(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
+        each!(self, b => b.digest_exists(digest).await)
+    }
+
+    /// Allowed requests per UTC day number, for each key id.
+    pub async fn usage(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
+        each!(self, b => b.usage(ids).await)
+    }
+
+    pub async fn audit(&self, account: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
+        each!(self, b => b.audit(account).await)
+    }
+
+    /// Applies one change and records its audit event, atomically; returns the new revision.
+    pub async fn apply(&self, change: Change, event: AuditEvent) -> Result<u64, StoreError> {
+        each!(self, b => b.apply(change, event).await)
+    }
+
+    /// Adds a batch of usage counts and last-use times.
+    pub async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        each!(self, b => b.record_usage(batch).await)
+    }
+}

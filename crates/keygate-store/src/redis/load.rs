@@ -1,0 +1,208 @@
+//! The whole table: every key record scanned with HSCAN in batches (never blocking Redis),
+//! parsed on a thread of its own while the next batch is asked for, straight into a table
+//! under construction, with the revision and change-log position it is at.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use keygate_core::key::{Account, KeyRecord};
+use keygate_core::policy::Plan;
+use keygate_core::scheme::Scheme;
+use keygate_core::table::Table;
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use redis::streams::StreamRangeReply;
+
+use super::{RedisStore, bad_json, err};
+use crate::replica::Replica;
+use crate::state::{Snapshot, State};
+use crate::{StoreError, StoreStats};
+
+/// One HSCAN reply's field/value pairs, as raw bytes.
+type ScanBatch = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Where a full read of the table's records goes, record by record as batches arrive.
+pub(super) trait Sink {
+    fn reserve(&mut self, keys: usize);
+    fn key(&mut self, rec: KeyRecord);
+    fn account(&mut self, a: Account);
+}
+
+/// Records into plain vectors (scan order is random; sorting them would cost more than the
+/// table build itself).
+impl Sink for Snapshot {
+    fn reserve(&mut self, keys: usize) {
+        self.keys.reserve(keys + keys / 16);
+    }
+    fn key(&mut self, rec: KeyRecord) {
+        self.keys.push(rec);
+    }
+    fn account(&mut self, a: Account) {
+        self.accounts.push(a);
+    }
+}
+
+/// Records straight into a table under construction.
+pub(super) struct TableSink {
+    table: Table,
+    schemes: Arc<[Scheme]>,
+    plans: BTreeMap<String, Plan>,
+    /// The table being replaced, for the verifications it cached.
+    prev: Arc<Table>,
+}
+
+impl Sink for TableSink {
+    fn reserve(&mut self, keys: usize) {
+        self.table.reserve(keys);
+    }
+    fn key(&mut self, rec: KeyRecord) {
+        self.table.upsert_key(&self.schemes, &rec, Some(&self.prev));
+    }
+    fn account(&mut self, a: Account) {
+        self.table.upsert_account(&self.plans, &a);
+    }
+}
+
+impl RedisStore {
+    /// Reads every key record and account into `sink` without blocking Redis (HSCAN), and
+    /// returns it with the revision and the change-log position they are at.
+    ///
+    /// Batches are parsed and put into the sink on a thread of their own while this task
+    /// asks Redis for the next one, so Redis producing a batch and keygate taking in the
+    /// previous one run on different cores.
+    pub(super) async fn scan<S: Sink + Send + 'static>(
+        &self,
+        con: &mut MultiplexedConnection,
+        mut sink: S,
+    ) -> Result<(S, u64, String), StoreError> {
+        let (rev, last, count): (Option<u64>, StreamRangeReply, usize) = redis::pipe()
+            .atomic()
+            .get(self.k("rev"))
+            .cmd("XREVRANGE")
+            .arg(self.k("changes"))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .hlen(self.k("keys"))
+            .query_async(con)
+            .await
+            .map_err(err)?;
+        let last_id = last
+            .ids
+            .first()
+            .map_or_else(|| "0-0".to_string(), |e| e.id.clone());
+        let revision = rev.unwrap_or(0);
+        let started = std::time::Instant::now();
+        // Two batches in flight at most: memory stays bounded if parsing falls behind.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<ScanBatch>(2);
+        let taker = tokio::task::spawn_blocking(move || {
+            sink.reserve(count);
+            let mut keys = 0usize;
+            while let Some(items) = rx.blocking_recv() {
+                for (_, js) in items {
+                    sink.key(
+                        serde_json::from_slice(&js).map_err(|e| bad_json("redis key record", e))?,
+                    );
+                    keys += 1;
+                    if keys.is_multiple_of(100_000) {
+                        tracing::info!(keys, "loading the key table");
+                    }
+                }
+            }
+            Ok::<_, StoreError>((sink, keys))
+        });
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, items): (u64, ScanBatch) = redis::cmd("HSCAN")
+                .arg(self.k("keys"))
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(con)
+                .await
+                .map_err(err)?;
+            // A send fails only when the taker stopped on a bad record: its error follows.
+            if tx.send(items).await.is_err() || next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        drop(tx);
+        let (mut sink, keys) = taker.await.map_err(StoreError::Loader)??;
+        let accounts: HashMap<String, String> =
+            con.hgetall(self.k("accounts")).await.map_err(err)?;
+        for js in accounts.into_values() {
+            let a: Account = serde_json::from_str(&js).map_err(|e| bad_json("redis account", e))?;
+            sink.account(a);
+        }
+        tracing::info!(
+            keys,
+            revision,
+            ms = started.elapsed().as_millis() as u64,
+            "key table loaded from redis"
+        );
+        Ok((sink, revision, last_id))
+    }
+
+    pub async fn load(&self) -> Result<State, StoreError> {
+        let mut con = self
+            .read_client()
+            .await?
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(err)?;
+        let (snapshot, revision, _) = self.scan(&mut con, Snapshot::default()).await?;
+        Ok(Snapshot {
+            revision,
+            ..snapshot
+        }
+        .into())
+    }
+
+    /// Loads the whole table into `replica`; returns its revision and change-log position.
+    pub(super) async fn full_load(
+        &self,
+        con: &mut MultiplexedConnection,
+        replica: &Replica,
+        stats: &StoreStats,
+    ) -> Result<(u64, String), StoreError> {
+        let (revision, id, replaced) = loop {
+            let (policy, generation) = replica.policy();
+            let (schemes, plans) = (policy.schemes.clone(), policy.plans.clone());
+            // Built while the scan goes on: no million-record vector, and the build overlaps
+            // Redis producing the next batch. Verifications cached by the table being
+            // replaced carry over.
+            let sink = TableSink {
+                table: Table::with_capacity(0),
+                schemes,
+                plans,
+                prev: Arc::clone(&replica.snapshot()),
+            };
+            let (TableSink { table, prev, .. }, revision, id) = self.scan(con, sink).await?;
+            if replica.install_built(revision, table, generation) {
+                break (revision, id, prev);
+            }
+            tracing::info!("config reloaded during the key table load: loading again");
+        };
+        stats.full_load();
+        // Off the runtime: freeing a replaced table of a million entries takes a few hundred
+        // milliseconds. The loader's buffers (hundreds of MB) are free by then, but glibc keeps
+        // them resident unless asked; a full load is rare, so asking costs nothing that matters.
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(replaced);
+            release_free_memory();
+        })
+        .await;
+        Ok((revision, id))
+    }
+}
+
+/// Returns the heap's free pages to the OS (glibc only; elsewhere nothing to do).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory that is already free; any thread may call it.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -1,0 +1,115 @@
+//! The narrow reads behind management calls: one key, one account, an account's keys (its
+//! key set, then the records), a digest, usage counts, the audit stream. None reads the whole
+//! table.
+
+use std::collections::{BTreeMap, HashMap};
+
+use keygate_core::key::{Account, KeyRecord};
+use redis::AsyncCommands;
+use redis::streams::StreamRangeReply;
+
+use super::{RedisStore, bad_json, err};
+use crate::StoreError;
+use crate::state::AuditEvent;
+
+impl RedisStore {
+    pub(super) async fn get_key_once(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let mut con = self.conn().await?;
+        let (js, last): (Option<String>, Option<i64>) = redis::pipe()
+            .hget(self.k("keys"), id)
+            .hget(self.k("last_used"), id)
+            .query_async(&mut con)
+            .await
+            .map_err(err)?;
+        js.map(|js| {
+            let mut k = Self::parse_key(&js)?;
+            k.last_used_at = last;
+            Ok(k)
+        })
+        .transpose()
+    }
+
+    pub(super) async fn get_account_once(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        let mut con = self.conn().await?;
+        let js: Option<String> = con.hget(self.k("accounts"), id).await.map_err(err)?;
+        js.map(|js| serde_json::from_str(&js).map_err(|e| bad_json("redis account", e)))
+            .transpose()
+    }
+
+    /// Keys of one account, or every key.
+    pub(super) async fn keys_of_once(
+        &self,
+        account: Option<&str>,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut con = self.conn().await?;
+        let ids: Vec<String> = match account {
+            Some(a) => con
+                .smembers(self.k(&format!("acct:{a}")))
+                .await
+                .map_err(err)?,
+            None => con.hkeys(self.k("keys")).await.map_err(err)?,
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (recs, last): (Vec<Option<String>>, Vec<Option<i64>>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(self.k("keys"))
+            .arg(&ids)
+            .cmd("HMGET")
+            .arg(self.k("last_used"))
+            .arg(&ids)
+            .query_async(&mut con)
+            .await
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (js, last) in recs.into_iter().zip(last) {
+            if let Some(js) = js {
+                let mut k = Self::parse_key(&js)?;
+                k.last_used_at = last;
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn digest_exists_once(&self, hex: &str) -> Result<bool, StoreError> {
+        let mut con = self.conn().await?;
+        con.hexists(self.k("digests"), hex).await.map_err(err)
+    }
+
+    pub(super) async fn usage_once(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
+        let mut con = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.k(&format!("usage:{id}")));
+        }
+        let days: Vec<HashMap<i64, u64>> = pipe.query_async(&mut con).await.map_err(err)?;
+        Ok(ids
+            .iter()
+            .cloned()
+            .zip(days.into_iter().map(|d| d.into_iter().collect()))
+            .collect())
+    }
+
+    pub(super) async fn audit_once(
+        &self,
+        account: Option<&str>,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut con = self.conn().await?;
+        let r: StreamRangeReply = con.xrange_all(self.k("audit")).await.map_err(err)?;
+        let mut out = Vec::new();
+        for e in r.ids {
+            let js: String = e.get("data").unwrap_or_default();
+            let ev: AuditEvent =
+                serde_json::from_str(&js).map_err(|e| bad_json("redis audit event", e))?;
+            if account.is_none_or(|a| ev.account == a) {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,141 @@
+//! Writes: the shared rules applied to what they need to read, then one Lua script that
+//! checks the revision has not moved and writes records, indexes, the change entry and the
+//! audit event atomically (or the write is tried again); and usage write-back in one
+//! transaction per batch.
+
+use keygate_core::key::{KeyHash, to_hex};
+use redis::AsyncCommands;
+
+use super::{ChangeData, RedisStore, err};
+use crate::StoreError;
+use crate::state::{AuditEvent, Change, ChangeError, State, UsageBatch};
+
+pub(super) const CAS_WRITE: &str = r#"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur ~= tonumber(ARGV[1]) then return -1 end
+local rev = redis.call('INCR', KEYS[1])
+local i = 6
+local nk = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nk do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('SADD', ARGV[4] .. ARGV[i + 2], ARGV[i])
+  if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[6], ARGV[i + 3], ARGV[i]) end
+  i = i + 4
+end
+local na = tonumber(ARGV[i]); i = i + 1
+for _ = 1, na do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[2], '*', 'rev', rev, 'data', ARGV[5])
+redis.call('XADD', KEYS[5], '*', 'data', ARGV[3])
+return rev
+"#;
+
+impl RedisStore {
+    /// Applies one change with the shared rules, atomically, retrying if another writer
+    /// got in first.
+    pub(super) async fn apply_once(
+        &self,
+        change: Change,
+        event: AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut con = self.conn().await?;
+        for _ in 0..50 {
+            let rev: Option<u64> = con.get(self.k("rev")).await.map_err(err)?;
+            let mut st = State {
+                revision: rev.unwrap_or(0),
+                ..State::default()
+            };
+            let need_account = |acct: &str| acct.to_string();
+            let account = match &change {
+                Change::CreateKey { record, .. } => Some(need_account(&record.account)),
+                Change::RevokeKey { id, .. } | Change::RotateKey { old_id: id, .. } => {
+                    let k = self
+                        .get_key_once(id)
+                        .await?
+                        .ok_or(ChangeError::KeyNotFound)?;
+                    let a = k.account.clone();
+                    st.keys.insert(k.id.clone(), k);
+                    Some(a)
+                }
+                Change::PutAccount { account } => {
+                    if let Some(a) = self.get_account_once(&account.id).await? {
+                        st.accounts.insert(a.id.clone(), a);
+                    }
+                    None
+                }
+            };
+            if let Some(a) = account {
+                for k in self.keys_of_once(Some(&a)).await? {
+                    st.keys.insert(k.id.clone(), k);
+                }
+            }
+            let before = st.clone();
+            st.apply(change.clone(), event.clone())?;
+            if st.audit.len() == before.audit.len() {
+                // The rules found nothing to change (a second revocation): nothing to write.
+                return Ok(rev.unwrap_or(0));
+            }
+            let mut data = ChangeData::default();
+            for (id, k) in &st.keys {
+                if before.keys.get(id) != Some(k) {
+                    let mut k = k.clone();
+                    k.last_used_at = None;
+                    data.keys.push(k);
+                }
+            }
+            for (id, a) in &st.accounts {
+                if before.accounts.get(id) != Some(a) {
+                    data.accounts.push(a.clone());
+                }
+            }
+            let mut inv = self.script.key(self.k("rev"));
+            inv.key(self.k("keys"))
+                .key(self.k("accounts"))
+                .key(self.k("changes"))
+                .key(self.k("audit"))
+                .key(self.k("digests"))
+                .arg(rev.unwrap_or(0))
+                .arg(self.max_len)
+                .arg(serde_json::to_string(&event).unwrap_or_default())
+                .arg(self.k("acct:"))
+                .arg(serde_json::to_string(&data).unwrap_or_default())
+                .arg(data.keys.len());
+            for k in &data.keys {
+                let digest = match &k.hash {
+                    KeyHash::Sha256(d) => to_hex(d),
+                    KeyHash::Argon2id(_) => String::new(),
+                };
+                inv.arg(&k.id)
+                    .arg(serde_json::to_string(k).unwrap_or_default())
+                    .arg(&k.account)
+                    .arg(digest);
+            }
+            inv.arg(data.accounts.len());
+            for a in &data.accounts {
+                inv.arg(&a.id)
+                    .arg(serde_json::to_string(a).unwrap_or_default());
+            }
+            let r: i64 = inv.invoke_async(&mut con).await.map_err(err)?;
+            if r >= 0 {
+                return Ok(r as u64);
+            }
+        }
+        Err(StoreError::Contention)
+    }
+
+    pub(super) async fn record_usage_once(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        let mut con = self.conn().await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (id, u) in &batch.keys {
+            pipe.hset(self.k("last_used"), id.as_ref(), u.last_used)
+                .ignore();
+            for (day, n) in &u.per_day {
+                pipe.hincr(self.k(&format!("usage:{id}")), day, *n).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut con).await.map_err(err)
+    }
+}

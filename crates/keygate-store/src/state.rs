@@ -1,0 +1,223 @@
+//! The state model shared by every backend, and the pure rules of each write: what a change
+//! does, what it refuses (unknown key, key limit), and the audit event it leaves.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use keygate_core::key::{Account, KeyRecord};
+
+/// Seconds in a UTC day; usage is counted per `unix_seconds / DAY`.
+pub const DAY: i64 = 86_400;
+
+/// Everything keygate stores.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct State {
+    /// Bumped by every change that can affect a decision (not by usage write-back).
+    #[serde(default)]
+    pub revision: u64,
+    #[serde(default)]
+    pub keys: BTreeMap<String, KeyRecord>,
+    #[serde(default)]
+    pub accounts: BTreeMap<String, Account>,
+    /// Allowed requests per key id per UTC day number.
+    #[serde(default)]
+    pub usage: BTreeMap<String, BTreeMap<i64, u64>>,
+    #[serde(default)]
+    pub audit: Vec<AuditEvent>,
+}
+
+/// The table's part of the state as loaded in bulk: plain vectors, no ordering work.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub revision: u64,
+    pub keys: Vec<KeyRecord>,
+    pub accounts: Vec<Account>,
+}
+
+impl From<Snapshot> for State {
+    fn from(s: Snapshot) -> State {
+        State {
+            revision: s.revision,
+            keys: s.keys.into_iter().map(|k| (k.id.clone(), k)).collect(),
+            accounts: s.accounts.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            ..State::default()
+        }
+    }
+}
+
+/// A management event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditEvent {
+    pub at: i64,
+    /// `cli`, or the admin token's label.
+    pub actor: String,
+    /// `key.created`, `key.imported`, `key.revoked`, `key.rotated`, `account.updated`.
+    pub action: String,
+    pub account: String,
+    #[serde(default)]
+    pub key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// One write.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Insert a new key; refused if the account already has `max_active` active keys.
+    CreateKey {
+        record: KeyRecord,
+        max_active: Option<u32>,
+    },
+    RevokeKey {
+        id: String,
+        at: i64,
+    },
+    /// Insert `record` replacing `old_id`, which is revoked at `at` or, with a grace period,
+    /// expires at `old_expires_at`.
+    RotateKey {
+        old_id: String,
+        record: KeyRecord,
+        at: i64,
+        old_expires_at: Option<i64>,
+    },
+    PutAccount {
+        account: Account,
+    },
+}
+
+/// A write the rules refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no such key")]
+    KeyNotFound,
+    #[error("a key with this id already exists")]
+    DuplicateKey,
+    #[error("the account has reached its plan's limit of {max} active keys")]
+    KeyLimit { max: u32 },
+    #[error("the key is revoked")]
+    KeyRevoked,
+    #[error("the key has expired")]
+    KeyExpired,
+}
+
+impl State {
+    /// Active keys of an account at `now`.
+    pub fn active_keys(&self, account: &str, now: i64) -> usize {
+        self.keys
+            .values()
+            .filter(|k| k.account == account && k.is_active(now))
+            .count()
+    }
+
+    /// Applies a change and appends its audit event, or changes nothing.
+    pub fn apply(&mut self, change: Change, event: AuditEvent) -> Result<(), ChangeError> {
+        match change {
+            Change::CreateKey { record, max_active } => {
+                if self.keys.contains_key(&record.id) {
+                    return Err(ChangeError::DuplicateKey);
+                }
+                if let Some(max) = max_active
+                    && self.active_keys(&record.account, event.at) >= max as usize
+                {
+                    return Err(ChangeError::KeyLimit { max });
+                }
+                self.keys.insert(record.id.clone(), record);
+            }
+            Change::RevokeKey { id, at } => {
+                let k = self.keys.get_mut(&id).ok_or(ChangeError::KeyNotFound)?;
+                if k.revoked_at.is_some() {
+                    // Revoking twice changes nothing and records nothing.
+                    return Ok(());
+                }
+                k.revoked_at = Some(at);
+                k.version += 1;
+            }
+            Change::RotateKey {
+                old_id,
+                mut record,
+                at,
+                old_expires_at,
+            } => {
+                if self.keys.contains_key(&record.id) {
+                    return Err(ChangeError::DuplicateKey);
+                }
+                let old = self.keys.get_mut(&old_id).ok_or(ChangeError::KeyNotFound)?;
+                if old.revoked_at.is_some() {
+                    return Err(ChangeError::KeyRevoked);
+                }
+                if old.expires_at.is_some_and(|e| e <= at) {
+                    return Err(ChangeError::KeyExpired);
+                }
+                match old_expires_at {
+                    Some(e) => old.expires_at = Some(old.expires_at.map_or(e, |x| x.min(e))),
+                    None => old.revoked_at = Some(at),
+                }
+                old.replaced_by = Some(record.id.clone());
+                old.version += 1;
+                record.replaces = Some(old_id);
+                self.keys.insert(record.id.clone(), record);
+            }
+            Change::PutAccount { account } => {
+                self.accounts.insert(account.id.clone(), account);
+            }
+        }
+        self.revision += 1;
+        self.audit.push(event);
+        Ok(())
+    }
+
+    /// Adds usage counts; keys that no longer exist are ignored.
+    pub fn record_usage(&mut self, batch: &UsageBatch) {
+        for (id, u) in &batch.keys {
+            let Some(k) = self.keys.get_mut(id.as_ref()) else {
+                continue;
+            };
+            k.last_used_at = Some(k.last_used_at.map_or(u.last_used, |l| l.max(u.last_used)));
+            let days = self.usage.entry(id.to_string()).or_default();
+            for (day, n) in &u.per_day {
+                *days.entry(*day).or_default() += n;
+            }
+        }
+    }
+}
+
+/// Usage gathered in memory between flushes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageBatch {
+    pub keys: HashMap<Box<str>, KeyUsage>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyUsage {
+    pub last_used: i64,
+    pub per_day: BTreeMap<i64, u64>,
+}
+
+impl UsageBatch {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn add(&mut self, id: &str, now: i64) {
+        let u = match self.keys.get_mut(id) {
+            Some(u) => u,
+            None => self.keys.entry(id.into()).or_default(),
+        };
+        u.last_used = u.last_used.max(now);
+        *u.per_day.entry(now.div_euclid(DAY)).or_default() += 1;
+    }
+
+    /// Puts a batch that could not be written back, so the next flush retries it.
+    pub fn merge(&mut self, other: UsageBatch) {
+        for (id, u) in other.keys {
+            let mine = self.keys.entry(id).or_default();
+            mine.last_used = mine.last_used.max(u.last_used);
+            for (d, n) in u.per_day {
+                *mine.per_day.entry(d).or_default() += n;
+            }
+        }
+    }
+}
