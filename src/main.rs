@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use keygate::admin::manage::{CreateKey, ImportKey, ManageError, Manager};
+use keygate::admin::ManageError;
+use keygate::admin::manage::{CreateKey, ImportKey, Manager};
+use keygate::admin::views::Revoked;
 use keygate::config::Settings;
 use keygate::store::Store;
 
@@ -189,6 +191,12 @@ async fn run(command: Command, settings: Settings, config: PathBuf) -> ExitCode 
     let m = Manager::new(settings, store, None);
     let actor = "cli";
     let opt_scopes = |s: Vec<String>| (!s.is_empty()).then_some(s);
+    // Each answer as the admin API gives it: the same view types, the same JSON.
+    fn json<T: serde::Serialize>(
+        r: Result<T, ManageError>,
+    ) -> Result<serde_json::Value, ManageError> {
+        r.map(|v| serde_json::to_value(v).unwrap_or_default())
+    }
     let result: Result<serde_json::Value, ManageError> = match command {
         Command::Keys(Keys::Create {
             account,
@@ -196,8 +204,8 @@ async fn run(command: Command, settings: Settings, config: PathBuf) -> ExitCode 
             scheme,
             scopes,
             expires_at,
-        }) => m
-            .create_key(
+        }) => json(
+            m.create_key(
                 actor,
                 CreateKey {
                     account,
@@ -207,20 +215,17 @@ async fn run(command: Command, settings: Settings, config: PathBuf) -> ExitCode 
                     expires_at,
                 },
             )
-            .await
-            .map(|c| serde_json::to_value(&c).unwrap_or_default()),
-        Command::Keys(Keys::List { account }) => m
-            .list_keys(account.as_deref())
-            .await
-            .map(|k| serde_json::json!({ "keys": k })),
-        Command::Keys(Keys::Revoke { id }) => m
-            .revoke_key(actor, &id)
-            .await
-            .map(|()| serde_json::json!({"success": true})),
-        Command::Keys(Keys::Rotate { id, grace }) => m
-            .rotate_key(actor, &id, grace.map(|g| g.as_secs()))
-            .await
-            .map(|c| serde_json::to_value(&c).unwrap_or_default()),
+            .await,
+        ),
+        Command::Keys(Keys::List { account }) => json(m.list_keys(account.as_deref()).await),
+        Command::Keys(Keys::Revoke { id }) => json(
+            m.revoke_key(actor, &id)
+                .await
+                .map(|()| Revoked { success: true }),
+        ),
+        Command::Keys(Keys::Rotate { id, grace }) => {
+            json(m.rotate_key(actor, &id, grace.map(|g| g.as_secs())).await)
+        }
         Command::Keys(Keys::Import {
             account,
             scheme,
@@ -228,8 +233,8 @@ async fn run(command: Command, settings: Settings, config: PathBuf) -> ExitCode 
             name,
             scopes,
             expires_at,
-        }) => m
-            .import_key(
+        }) => json(
+            m.import_key(
                 actor,
                 ImportKey {
                     account,
@@ -240,15 +245,15 @@ async fn run(command: Command, settings: Settings, config: PathBuf) -> ExitCode 
                     expires_at,
                 },
             )
-            .await
-            .map(|k| serde_json::to_value(&k).unwrap_or_default()),
-        Command::Accounts(Accounts::Get { id }) => m.get_account(&id).await,
-        Command::Accounts(Accounts::Set { id, plan, status }) => {
+            .await,
+        ),
+        Command::Accounts(Accounts::Get { id }) => json(m.get_account(&id).await),
+        Command::Accounts(Accounts::Set { id, plan, status }) => json(
             m.set_account(actor, &id, plan.map(Some), status.as_deref())
-                .await
-        }
-        Command::Usage { account } => m.usage(&account).await,
-        Command::Audit { account } => m.audit(account.as_deref()).await,
+                .await,
+        ),
+        Command::Usage { account } => json(m.usage(&account).await),
+        Command::Audit { account } => json(m.audit(account.as_deref()).await),
         Command::Serve | Command::CheckConfig | Command::Health => unreachable!("handled above"),
     };
     match result {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::redis_server::RedisServer;
 use common::{ADMIN_TOKEN, bin};
@@ -290,10 +290,9 @@ fn cli_writer(config: PathBuf, name: String, seed: u64, sh: Shared) {
 
 /// Waits until `counter` reaches `n`, failing at the deadline.
 fn wait_count(what: &str, counter: &AtomicUsize, n: usize, deadline: Duration) {
-    let end = Instant::now() + deadline;
+    let d = common::Deadline::new(what, deadline);
     while counter.load(Ordering::Relaxed) < n {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5)); // poll interval, bounded by the deadline
+        d.tick_blocking();
     }
 }
 
@@ -428,13 +427,12 @@ fn file_store_keeps_every_acknowledged_write_through_kill_9() {
             20,
             Duration::from_secs(60),
         );
-        let end = Instant::now() + Duration::from_secs(60);
+        let d = common::Deadline::new(
+            format!("round {round}: the server to write usage back"),
+            Duration::from_secs(60),
+        );
         while whole(&store).map_or(0, |s| used(&s)) == used_before {
-            assert!(
-                Instant::now() < end,
-                "round {round}: the server wrote no usage back"
-            );
-            std::thread::sleep(Duration::from_millis(10)); // poll interval, bounded by the deadline
+            d.tick_blocking();
         }
         server.kill();
         let after = sh.acks.load(Ordering::Relaxed) + 10;
@@ -545,13 +543,16 @@ async fn redis_keeps_every_acknowledged_write_through_kill_9() {
 
         // Every acknowledged write is there after the restart.
         let when = format!("round {round}");
-        let end = Instant::now() + Duration::from_secs(20);
+        let d = common::Deadline::new(
+            format!("{when}: the store to load"),
+            Duration::from_secs(20),
+        );
         let mut state = loop {
             match h.manager.store.load().await {
                 Ok(s) => break s,
-                Err(e) => assert!(Instant::now() < end, "{when}: loading failed: {e}"),
+                Err(e) => assert!(!d.passed(), "{when}: loading failed: {e}"),
             }
-            tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded by the deadline
+            d.tick().await;
         };
         state.audit = h.manager.store.audit(None).await.unwrap();
         let listed = h.manager.list_keys(None).await.unwrap();
@@ -559,7 +560,7 @@ async fn redis_keeps_every_acknowledged_write_through_kill_9() {
         check_acked(&state, &acked, &when);
         for id in acked.created.keys() {
             assert!(
-                listed.iter().any(|k| &k.id == id),
+                listed.keys.iter().any(|k| &k.id == id),
                 "{when}: keys list lacks {id}"
             );
         }

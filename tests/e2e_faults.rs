@@ -8,7 +8,7 @@ mod proxy;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::redis_server::RedisServer;
 use common::{Harness, config_text, http_call, metric, wait_until};
@@ -82,10 +82,9 @@ impl Wrk {
     async fn finish(mut self) -> Tally {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-INT", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let d = common::Deadline::new("wrk to stop on SIGINT", Duration::from_secs(30));
         while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "wrk did not stop on SIGINT");
-            tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded by the deadline
+            d.tick().await;
         }
         let out = self.child.wait_with_output().unwrap();
         let report = String::from_utf8_lossy(&out.stdout).into_owned()
@@ -158,7 +157,11 @@ async fn redis_killed_and_restarted_under_load_through_envoy() {
 async fn keygate_restarted_behind_envoy_fails_closed_then_resumes() {
     // keygate on fixed ports so Envoy finds the restarted one where it left the first.
     let dir = tempfile::tempdir().unwrap();
-    let (g, p, a) = (proxy::free_port(), proxy::free_port(), proxy::free_port());
+    let (g, p, a) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
     let text = config_text(&dir.path().join("keygate.json"))
         .replacen("127.0.0.1:0", &format!("127.0.0.1:{g}"), 1)
         .replacen("127.0.0.1:0", &format!("127.0.0.1:{p}"), 1)

@@ -90,13 +90,12 @@ async fn sigterm_goes_unready_first_then_exits() {
     // Still deciding while draining.
     assert_eq!(p.status(&key, "/x").await, 200);
     assert_eq!(http_call(p.http, "GET", "/healthz", &[]).await.status, 200);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let d = common::Deadline::new("keygate to exit", Duration::from_secs(20));
     let status = loop {
         if let Some(s) = p.child.try_wait().unwrap() {
             break s;
         }
-        assert!(std::time::Instant::now() < deadline, "keygate did not exit");
-        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded by the deadline
+        d.tick().await;
     };
     assert!(status.success(), "{status}");
     assert!(p.log().contains("stopped"));

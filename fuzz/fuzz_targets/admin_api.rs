@@ -1,4 +1,4 @@
-//! Bytes -> an `http::Request` -> `keygate::admin::api::handle`, with the right admin token,
+//! Bytes -> an `http::Request` -> `keygate::admin::api::router`, with the right admin token,
 //! over a file store in a temporary directory (no socket).
 //!
 //! Input: the first line is the method, the second the request target, then `name: value`
@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use keygate::admin::api::{Admin, handle};
+use keygate::admin::api::{Admin, router};
 use keygate::admin::manage::Manager;
 use keygate::config::Settings;
 use keygate::store::Store;
@@ -19,7 +19,7 @@ use libfuzzer_sys::fuzz_target;
 const TOKEN: &str = "fuzz-admin-token";
 
 struct Fixture {
-    admin: Arc<Admin>,
+    router: axum::Router,
     rt: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
 }
@@ -60,7 +60,7 @@ routes: [ {{ path_prefix: / }} ]
             prometheus::IntCounter::new("f", "f").unwrap(),
         ));
         Fixture {
-            admin,
+            router: router(admin),
             rt,
             _dir: dir,
         }
@@ -101,7 +101,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(req) = req.body(Full::new(Bytes::copy_from_slice(body))) else {
         return;
     };
-    let resp = f.rt.block_on(handle(f.admin.clone(), req)).unwrap();
+    let mut r = f.router.clone();
+    let resp = f.rt.block_on(tower_service::Service::call(&mut r, req)).unwrap();
     let status = resp.status().as_u16();
     assert!(
         [200, 201, 400, 404, 405, 409, 413].contains(&status),

@@ -1,18 +1,27 @@
-//! The admin HTTP API (`/api/…`). Every call needs `Authorization: Bearer <KEYGATE_ADMIN_TOKEN>`,
-//! compared in constant time; errors are JSON with an `error` code and a `message`.
+//! The admin HTTP API (`/api/…`) as an axum router. Every call needs
+//! `Authorization: Bearer <KEYGATE_ADMIN_TOKEN>`, compared in constant time (a middleware in
+//! front of every route, with the guessing [`Throttle`]); errors are JSON with an `error` code
+//! and a `message`, made from [`ManageError`] and the request's own faults in one place
+//! ([`ApiError`]). Bodies are read by [`JsonBody`]: at most 64 KiB, an object (never an
+//! array), an empty body meaning `{}`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::{HeaderValue, Method, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request, State};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::manage::{CreateKey, ManageError, Manager};
+use super::error::ManageError;
+use super::manage::{CreateKey, Manager};
 use super::throttle::{Refusal, Throttle};
+use super::views::Revoked;
 use crate::server::listener::Peer;
 
 /// Largest request body accepted.
@@ -43,8 +52,8 @@ impl Admin {
         }
     }
 
-    fn authorized<B>(&self, req: &http::Request<B>) -> bool {
-        let Some(v) = req.headers().get(header::AUTHORIZATION) else {
+    fn authorized(&self, parts: &http::HeaderMap) -> bool {
+        let Some(v) = parts.get(header::AUTHORIZATION) else {
             return false;
         };
         let v = v.as_bytes();
@@ -57,277 +66,291 @@ impl Admin {
     }
 }
 
-type Body = Full<Bytes>;
-
-fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-fn error(e: &ManageError) -> Response<Body> {
-    if let ManageError::Store(s) = e {
-        tracing::error!(error = %s, "admin call failed in the store");
-    }
-    json_response(
-        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        &e.to_json(),
-    )
-}
-
-fn plain_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    json_response(status, &json!({"error": code, "message": message}))
-}
-
-fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
-    form_urlencoded::parse(uri.query()?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
-async fn read_json<T: serde::de::DeserializeOwned, B>(body: B) -> Result<T, Response<Body>>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    let bytes = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|_| {
-            plain_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "bad_request",
-                "body too large or unreadable",
-            )
-        })?
-        .to_bytes();
-    let bytes = if bytes.is_empty() {
-        Bytes::from_static(b"{}")
-    } else {
-        bytes
-    };
-    // Structs also deserialize from arrays; the API takes objects only.
-    if !bytes.trim_ascii_start().starts_with(b"{") {
-        return Err(plain_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the body must be a JSON object",
-        ));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        // serde's message names the field and position, never echoes values it did not expect.
-        plain_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &format!("invalid JSON body: {e}"),
+/// The admin API's routes, behind the token check.
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route(
+            "/api/keys",
+            post(create_key).get(list_keys).fallback(allow("GET, POST")),
         )
-    })
+        .route(
+            "/api/keys/{id}",
+            delete(revoke_key).fallback(allow("DELETE")),
+        )
+        .route(
+            "/api/keys/{id}/rotate",
+            post(rotate_key).fallback(allow("POST")),
+        )
+        .route(
+            "/api/accounts/{id}",
+            get(get_account)
+                .put(put_account)
+                .fallback(allow("GET, PUT")),
+        )
+        .route(
+            "/api/accounts/{id}/usage",
+            get(usage).fallback(allow("GET")),
+        )
+        .route("/api/audit", get(audit).fallback(allow("GET")))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .layer(middleware::from_fn_with_state(admin.clone(), token))
+        .with_state(admin)
 }
 
-#[derive(serde::Deserialize, Default)]
+type Ok<T> = Result<T, ApiError>;
+
+async fn create_key(State(a): State<Arc<Admin>>, JsonBody(c): JsonBody<CreateKey>) -> Ok<Response> {
+    let created = a.manager.create_key(&a.label, c).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn list_keys(State(a): State<Arc<Admin>>, AccountFilter(f): AccountFilter) -> Ok<Response> {
+    Ok(Json(a.manager.list_keys(f.as_deref()).await?).into_response())
+}
+
+async fn revoke_key(State(a): State<Arc<Admin>>, Id(id): Id) -> Ok<Response> {
+    a.manager.revoke_key(&a.label, &id).await?;
+    Ok(Json(Revoked { success: true }).into_response())
+}
+
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Rotate {
     grace_period_seconds: Option<u64>,
 }
 
-#[derive(serde::Deserialize, Default)]
+async fn rotate_key(
+    State(a): State<Arc<Admin>>,
+    Id(id): Id,
+    JsonBody(r): JsonBody<Rotate>,
+) -> Ok<Response> {
+    let created = a
+        .manager
+        .rotate_key(&a.label, &id, r.grace_period_seconds)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PutAccount {
-    #[serde(default, with = "serde_with_double_option")]
+    /// Absent: kept; `null`: removed.
+    #[serde(default, deserialize_with = "present")]
     plan: Option<Option<String>>,
     status: Option<String>,
 }
 
-mod serde_with_double_option {
-    use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+async fn put_account(
+    State(a): State<Arc<Admin>>,
+    Id(id): Id,
+    JsonBody(p): JsonBody<PutAccount>,
+) -> Ok<Response> {
+    let v = a
+        .manager
+        .set_account(&a.label, &id, p.plan, p.status.as_deref())
+        .await?;
+    Ok(Json(v).into_response())
+}
+
+async fn get_account(State(a): State<Arc<Admin>>, Id(id): Id) -> Ok<Response> {
+    Ok(Json(a.manager.get_account(&id).await?).into_response())
+}
+
+async fn usage(State(a): State<Arc<Admin>>, Id(id): Id) -> Ok<Response> {
+    Ok(Json(a.manager.usage(&id).await?).into_response())
+}
+
+async fn audit(State(a): State<Arc<Admin>>, AccountFilter(f): AccountFilter) -> Ok<Response> {
+    Ok(Json(a.manager.audit(f.as_deref()).await?).into_response())
+}
+
+/// The token check in front of every route, slowed per client address past its budget.
+async fn token(State(a): State<Arc<Admin>>, req: Request, next: Next) -> Response {
+    if a.authorized(req.headers()) {
+        return next.run(req).await;
+    }
+    let ip = req
+        .extensions()
+        .get::<Peer>()
+        .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| {
+            p.0.ip()
+        });
+    match a.throttle.failed(ip, crate::service::unix_now()).await {
+        Refusal::Unauthorized => {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong admin token",
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="keygate-admin""#),
+            );
+            r
+        }
+        Refusal::Slowed { retry_after } => {
+            let mut r = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many wrong admin tokens from this address; try again later",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            r
+        }
     }
 }
 
-/// Routes one admin request.
-pub async fn handle<B>(
-    admin: Arc<Admin>,
-    req: http::Request<B>,
-) -> Result<Response<Body>, Infallible>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    if !admin.authorized(&req) {
-        let ip = req
-            .extensions()
-            .get::<Peer>()
-            .map_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| {
-                p.0.ip()
-            });
-        let now = crate::service::unix_now();
-        let r = match admin.throttle.failed(ip, now).await {
-            Refusal::Unauthorized => {
-                let mut r = plain_error(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "missing or wrong admin token",
-                );
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Bearer realm="keygate-admin""#),
-                );
-                r
-            }
-            Refusal::Slowed { retry_after } => {
-                let mut r = plain_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_attempts",
-                    "too many wrong admin tokens from this address; try again later",
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                r
-            }
-        };
-        return Ok(r);
+/// The answer to a method an endpoint does not take: 405 with the methods it does.
+fn allow(methods: &'static str) -> impl Fn() -> std::future::Ready<Response> + Clone {
+    move || {
+        let mut r = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not take that method",
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(methods));
+        std::future::ready(r)
     }
-    let m = &admin.manager;
-    let actor = admin.label.as_str();
-    let (parts, body) = req.into_parts();
-    let decoded: Option<Vec<String>> = parts
-        .uri
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .map(percent_decode)
-        .collect();
-    let Some(decoded) = decoded else {
-        return Ok(plain_error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the path is not valid percent-encoded UTF-8",
-        ));
-    };
-    let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    let out: Result<(StatusCode, serde_json::Value), Response<Body>> =
-        match (&parts.method, segs.as_slice()) {
-            (&Method::POST, ["api", "keys"]) => match read_json::<CreateKey, _>(body).await {
-                Ok(c) => m
-                    .create_key(actor, c)
-                    .await
-                    .map(|c| {
-                        (
-                            StatusCode::CREATED,
-                            serde_json::to_value(&c).unwrap_or_default(),
-                        )
-                    })
-                    .map_err(|e| error(&e)),
-                Err(r) => Err(r),
-            },
-            (&Method::GET, ["api", "keys"]) => {
-                let account = query_param(&parts.uri, "account");
-                m.list_keys(account.as_deref())
-                    .await
-                    .map(|k| (StatusCode::OK, json!({"keys": k})))
-                    .map_err(|e| error(&e))
-            }
-            (&Method::DELETE, ["api", "keys", id]) => m
-                .revoke_key(actor, id)
-                .await
-                .map(|()| (StatusCode::OK, json!({"success": true})))
-                .map_err(|e| error(&e)),
-            (&Method::POST, ["api", "keys", id, "rotate"]) => {
-                match read_json::<Rotate, _>(body).await {
-                    Ok(r) => m
-                        .rotate_key(actor, id, r.grace_period_seconds)
-                        .await
-                        .map(|c| {
-                            (
-                                StatusCode::CREATED,
-                                serde_json::to_value(&c).unwrap_or_default(),
-                            )
-                        })
-                        .map_err(|e| error(&e)),
-                    Err(r) => Err(r),
-                }
-            }
-            (&Method::PUT, ["api", "accounts", id]) => match read_json::<PutAccount, _>(body).await
-            {
-                Ok(p) => m
-                    .set_account(actor, id, p.plan, p.status.as_deref())
-                    .await
-                    .map(|v| (StatusCode::OK, v))
-                    .map_err(|e| error(&e)),
-                Err(r) => Err(r),
-            },
-            (&Method::GET, ["api", "accounts", id]) => m
-                .get_account(id)
-                .await
-                .map(|v| (StatusCode::OK, v))
-                .map_err(|e| error(&e)),
-            (&Method::GET, ["api", "accounts", id, "usage"]) => m
-                .usage(id)
-                .await
-                .map(|v| (StatusCode::OK, v))
-                .map_err(|e| error(&e)),
-            (&Method::GET, ["api", "audit"]) => {
-                let account = query_param(&parts.uri, "account");
-                m.audit(account.as_deref())
-                    .await
-                    .map(|v| (StatusCode::OK, v))
-                    .map_err(|e| error(&e))
-            }
-            (_, segs) => Err(match allowed_methods(segs) {
-                Some(allow) => {
-                    let mut r = plain_error(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "method_not_allowed",
-                        "this endpoint does not take that method",
-                    );
-                    r.headers_mut()
-                        .insert(header::ALLOW, HeaderValue::from_static(allow));
-                    r
-                }
-                None => plain_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
-            }),
-        };
-    Ok(match out {
-        Ok((status, v)) => json_response(status, &v),
-        Err(r) => r,
-    })
 }
 
-/// The methods an endpoint answers (for a 405's `Allow`); `None` for a path that is no endpoint.
-fn allowed_methods(segs: &[&str]) -> Option<&'static str> {
-    Some(match segs {
-        ["api", "keys"] => "GET, POST",
-        ["api", "keys", _] => "DELETE",
-        ["api", "keys", _, "rotate"] => "POST",
-        ["api", "accounts", _] => "GET, PUT",
-        ["api", "accounts", _, "usage"] => "GET",
-        ["api", "audit"] => "GET",
-        _ => return None,
-    })
+/// An error answer: a status and `{"error", "message"}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: serde_json::Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: &str) -> ApiError {
+        ApiError {
+            status,
+            body: json!({"error": code, "message": message}),
+        }
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(e: ManageError) -> ApiError {
+        match &e {
+            ManageError::Store(s) => tracing::error!(error = %s, "admin call failed in the store"),
+            ManageError::Internal(s) => tracing::error!(error = %s, "admin call failed"),
+            _ => {}
+        }
+        ApiError {
+            status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body: e.to_json(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// A path's `{id}`, percent-decoded strictly: a bad escape or bytes that are not UTF-8 are a
+/// 400, not a lookup of a garbled id.
+struct Id(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Id, ApiError> {
+        let bad = || {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the path is not valid percent-encoded UTF-8",
+            )
+        };
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| bad())?;
+        let (_, v) = raw.iter().find(|(k, _)| *k == "id").ok_or_else(bad)?;
+        percent_decode(v).map(Id).ok_or_else(bad)
+    }
 }
 
 /// Decodes one path segment (`%40` → `@`); `None` for a bad escape or non-UTF-8.
 fn percent_decode(seg: &str) -> Option<String> {
     let b = seg.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            out.push(crate::core::path::escaped_byte(b, i)?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    let escapes_ok = b.iter().enumerate().all(|(i, &c)| {
+        c != b'%'
+            || b.get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_ok {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode(b)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+/// The `account` query parameter, if any (other parameters are ignored).
+struct AccountFilter(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for AccountFilter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<AccountFilter, ApiError> {
+        let account = parts.uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "account")
+                .map(|(_, v)| v.into_owned())
+        });
+        Ok(AccountFilter(account))
+    }
+}
+
+/// A JSON object body of at most [`MAX_BODY`] bytes; an empty body is `{}`.
+struct JsonBody<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<JsonBody<T>, ApiError> {
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "bad_request",
+                    "body too large or unreadable",
+                )
+            })?;
+        let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
+        // Structs also deserialize from arrays; the API takes objects only.
+        if !bytes.trim_ascii_start().starts_with(b"{") {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the body must be a JSON object",
+            ));
+        }
+        serde_json::from_slice(bytes).map(JsonBody).map_err(|e| {
+            // serde's message names the field and position, never echoes values it did not
+            // expect.
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("invalid JSON body: {e}"),
+            )
+        })
+    }
 }
 
 #[cfg(test)]

@@ -103,17 +103,39 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-async fn bind(addr: Option<SocketAddr>, what: &str) -> anyhow::Result<Option<TcpListener>> {
+/// Why keygate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} for {what}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+async fn bind(
+    addr: Option<SocketAddr>,
+    what: &'static str,
+) -> Result<Option<TcpListener>, StartError> {
     match addr {
         None => Ok(None),
         Some(a) => Ok(Some(TcpListener::bind(a).await.map_err(|e| {
-            anyhow::anyhow!("cannot listen on {a} for {what}: {e}")
+            StartError::Bind {
+                addr: a,
+                what,
+                source: e,
+            }
         })?)),
     }
 }
 
 /// Starts keygate. The admin listener starts only with a token.
-pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::Result<Running> {
+pub async fn start(settings: Settings, admin_token: Option<String>) -> Result<Running, StartError> {
     let settings = Arc::new(settings);
     let store = Store::open(&settings.store)?;
     let metrics = Arc::new(Metrics::new());
@@ -196,18 +218,21 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> anyhow::R
     }
     if let (Some(l), Some(t)) = (admin_l, token) {
         let manager = Manager::new(settings.clone(), store.clone(), Some(replica.clone()));
-        let admin = Arc::new(Admin::new(
+        let router = crate::admin::api::router(Arc::new(Admin::new(
             manager,
             &t,
             settings.admin_label.clone(),
             settings.limits.admin_failures_per_minute,
             metrics.admin_auth_failures.clone(),
-        ));
+        )));
         tasks.spawn(listener::serve(
             l,
             stopped(stop_rx.clone()),
             opts(Listener::Admin, false),
-            move |req| crate::admin::api::handle(admin.clone(), req),
+            move |req| {
+                let mut router = router.clone();
+                tower_service::Service::call(&mut router, req)
+            },
         ));
     }
     tracing::info!(

@@ -258,19 +258,63 @@ pub async fn http_call_body(
     }
 }
 
+/// A management call's answer as the JSON the API and the CLI print.
+pub fn json(v: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(v).unwrap()
+}
+
+/// A port that was free a moment ago: bind 127.0.0.1:0, read the port, release it.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The deadline of a poll loop: every wait in the tests is a poll of a condition, bounded by
+/// one of these, never a sleep standing in for synchronisation.
+pub struct Deadline {
+    end: Instant,
+    what: String,
+}
+
+impl Deadline {
+    pub fn new(what: impl Into<String>, within: Duration) -> Deadline {
+        Deadline {
+            end: Instant::now() + within,
+            what: what.into(),
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        Instant::now() >= self.end
+    }
+
+    /// Fails the test if the deadline has passed.
+    pub fn check(&self) {
+        assert!(!self.passed(), "timed out waiting for {}", self.what);
+    }
+
+    /// Fails the test if the deadline has passed, else waits one poll interval.
+    pub async fn tick(&self) {
+        self.check();
+        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded by the deadline
+    }
+
+    /// [`Deadline::tick`] for a thread outside the runtime.
+    pub fn tick_blocking(&self) {
+        self.check();
+        std::thread::sleep(Duration::from_millis(5)); // poll interval, bounded by the deadline
+    }
+}
+
 /// Polls `f` until it returns true, failing the test at the deadline.
 pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let end = Instant::now() + deadline;
-    loop {
-        if f().await {
-            return;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await; // poll interval, bounded by the deadline
+    let d = Deadline::new(what, deadline);
+    while !f().await {
+        d.tick().await;
     }
 }
 

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::{Deadline, free_port};
 
 pub struct RedisServer {
     pub port: u16,
@@ -14,11 +16,6 @@ pub struct RedisServer {
     extra: Vec<String>,
     /// Connect over TLS with this CA for the helper's own commands.
     tls: bool,
-}
-
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn redis_bin() -> PathBuf {
@@ -128,7 +125,7 @@ impl RedisServer {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let end = Instant::now() + Duration::from_secs(20);
+        let d = Deadline::new("redis-server to start", Duration::from_secs(20));
         loop {
             if let Ok(mut c) = self.client().get_connection() {
                 let pong: redis::RedisResult<String> = redis::cmd("PING").query(&mut c);
@@ -136,8 +133,7 @@ impl RedisServer {
                     return;
                 }
             }
-            assert!(Instant::now() < end, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20)); // poll interval, bounded by the deadline
+            d.tick_blocking();
         }
     }
 
@@ -213,10 +209,9 @@ impl Sentinel {
             _dir: dir,
             child,
         };
-        let end = Instant::now() + Duration::from_secs(20);
+        let d = Deadline::new("sentinel to start", Duration::from_secs(20));
         while s.master_port().is_none() {
-            assert!(Instant::now() < end, "sentinel did not start");
-            std::thread::sleep(Duration::from_millis(20)); // poll interval, bounded by the deadline
+            d.tick_blocking();
         }
         s
     }

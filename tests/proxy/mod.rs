@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,6 +16,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::Deadline;
+pub use crate::common::free_port;
 
 /// The shipped configs, as users copy them.
 pub const ENVOY_GRPC_YAML: &str = include_str!("../../envoy/envoy.yaml");
@@ -140,12 +143,6 @@ impl Drop for Echo {
     }
 }
 
-/// A port that was free a moment ago: bind 127.0.0.1:0, read the port, release it.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// Replaces each placeholder of a shipped config, failing if one is no longer there (so a
 /// config edit cannot silently leave a test talking to the wrong address).
 pub fn render(template: &str, subs: &[(&str, String)]) -> String {
@@ -251,7 +248,7 @@ impl Proxy {
     /// it answers 200, failing with the proxy's logs if the deadline passes. If the process
     /// exits, returns its logs.
     async fn wait_ready(&mut self) -> Result<(), String> {
-        let end = Instant::now() + START_DEADLINE;
+        let d = Deadline::new(format!("{} to serve", self.name), START_DEADLINE);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
@@ -277,12 +274,12 @@ impl Proxy {
                 );
             }
             assert!(
-                Instant::now() < end,
+                !d.passed(),
                 "{} did not answer 200 on /healthz within {START_DEADLINE:?}\n{}",
                 self.name,
                 self.logs()
             );
-            tokio::time::sleep(Duration::from_millis(50)).await; // poll interval, bounded by the deadline
+            d.tick().await;
         }
     }
 

@@ -230,6 +230,16 @@ impl FileStore {
         .await
     }
 
+    /// Reads the file again into `replica`: the write is there once it returns.
+    pub async fn settle(&self, replica: &Replica, _revision: u64) {
+        match self.load().await {
+            Ok(state) => replica.install(&state),
+            Err(e) => {
+                tracing::error!(error = %e, "change written but the table could not be reloaded")
+            }
+        }
+    }
+
     /// Follows the file until `shutdown`: a new stamp means another process wrote it.
     pub async fn follow(
         &self,

@@ -201,6 +201,12 @@ impl Store {
         each!(self, b => b.apply(change, event).await)
     }
 
+    /// Makes a write this process just made (at `revision`) visible in `replica` before the
+    /// caller answers, so that a key works here as soon as its creation response is sent.
+    pub async fn settle(&self, replica: &replica::Replica, revision: u64) {
+        each!(self, b => b.settle(replica, revision).await)
+    }
+
     /// Adds a batch of usage counts and last-use times.
     pub async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
         each!(self, b => b.record_usage(batch).await)

@@ -220,6 +220,13 @@ impl RedisStore {
         serde_json::from_str(js).map_err(|e| bad_json("redis key record", e))
     }
 
+    /// Waits (at most 2 s) for the follower to apply `revision`: it does within milliseconds.
+    pub async fn settle(&self, replica: &Replica, revision: u64) {
+        if !replica.wait_for(revision, Duration::from_secs(2)).await {
+            tracing::warn!(revision, "change written but not yet in the table");
+        }
+    }
+
     pub async fn load_at_start(&self, _: &Replica, _: &StoreStats) -> Result<(), StoreError> {
         // Redis may be down at start: the follower loads the table when it can.
         Ok(())

@@ -1,0 +1,179 @@
+//! Key operations: create, import (an existing SHA-256 digest), list, revoke, rotate.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Manager, check_account};
+use crate::admin::error::{ManageError, bad};
+use crate::admin::views::{Created, KeyList, KeyView};
+use crate::core::key::{self, KeyHash, KeyRecord};
+use crate::service::unix_now;
+use crate::store::state::{Change, DAY};
+
+/// `POST /api/keys` and `keygate keys create`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateKey {
+    pub account: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// `keygate keys import`: an existing SHA-256 digest from another system.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportKey {
+    pub account: String,
+    pub scheme: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+impl Manager {
+    pub async fn create_key(&self, actor: &str, req: CreateKey) -> Result<Created, ManageError> {
+        let now = unix_now();
+        check_account("account", &req.account)?;
+        let si = self.scheme(req.scheme.as_deref())?;
+        let expires = self.check_common(&req.name, &req.scopes, &req.expires_at, now)?;
+        let plan = self.account_plan(&req.account).await?;
+        let (rec, nk) = self
+            .new_record(si, &req.account, req.name, req.scopes, expires, now)
+            .await?;
+        let ev = self.event(actor, "key.created", &rec.account, Some(&rec.id), now);
+        let out = Self::created(&rec, &nk);
+        self.write(
+            Change::CreateKey {
+                record: rec,
+                max_active: self.max_keys(plan.as_deref()),
+            },
+            ev,
+        )
+        .await?;
+        Ok(out)
+    }
+
+    pub async fn import_key(&self, actor: &str, req: ImportKey) -> Result<KeyView, ManageError> {
+        let now = unix_now();
+        check_account("account", &req.account)?;
+        let si = self.scheme(Some(&req.scheme))?;
+        let s = &self.settings.policy.schemes[si];
+        if s.is_argon2() {
+            return Err(bad("scheme", "only sha256 schemes take imported digests"));
+        }
+        let digest =
+            key::from_hex32(&req.sha256).ok_or_else(|| bad("sha256", "expected 64 hex digits"))?;
+        let expires = self.check_common(&req.name, &req.scopes, &req.expires_at, now)?;
+        if self.store.digest_exists(&digest).await? {
+            return Err(ManageError::Conflict(
+                "a key with this digest exists".into(),
+            ));
+        }
+        let plan = self.account_plan(&req.account).await?;
+        let id = key::random_base62(crate::core::scheme::ID_LEN).to_string();
+        let rec = KeyRecord {
+            id: id.clone(),
+            name: req.name,
+            prefix: s.key_prefix.clone(),
+            account: req.account,
+            scheme: s.name.clone(),
+            scopes: req.scopes,
+            hash: KeyHash::Sha256(digest),
+            created_at: now,
+            expires_at: expires,
+            revoked_at: None,
+            last_used_at: None,
+            replaces: None,
+            replaced_by: None,
+            version: 1,
+        };
+        let view = KeyView::from(&rec);
+        let ev = self.event(actor, "key.imported", &rec.account, Some(&id), now);
+        self.write(
+            Change::CreateKey {
+                record: rec,
+                max_active: self.max_keys(plan.as_deref()),
+            },
+            ev,
+        )
+        .await?;
+        Ok(view)
+    }
+
+    pub async fn list_keys(&self, account: Option<&str>) -> Result<KeyList, ManageError> {
+        let mut keys = self.store.keys_of(account).await?;
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(KeyList {
+            keys: keys.iter().map(KeyView::from).collect(),
+        })
+    }
+
+    pub async fn revoke_key(&self, actor: &str, id: &str) -> Result<(), ManageError> {
+        let now = unix_now();
+        let k = self.store.get_key(id).await?.ok_or(ManageError::NotFound)?;
+        let ev = self.event(actor, "key.revoked", &k.account, Some(id), now);
+        self.write(
+            Change::RevokeKey {
+                id: id.to_string(),
+                at: now,
+            },
+            ev,
+        )
+        .await
+    }
+
+    pub async fn rotate_key(
+        &self,
+        actor: &str,
+        id: &str,
+        grace_seconds: Option<u64>,
+    ) -> Result<Created, ManageError> {
+        let now = unix_now();
+        if grace_seconds.is_some_and(|g| g > 90 * DAY as u64) {
+            return Err(bad("gracePeriodSeconds", "at most 90 days"));
+        }
+        let old = self.store.get_key(id).await?.ok_or(ManageError::NotFound)?;
+        if old.revoked_at.is_some() {
+            return Err(ManageError::Conflict("the key is revoked".into()));
+        }
+        if old.expires_at.is_some_and(|e| e <= now) {
+            return Err(ManageError::Conflict("the key has expired".into()));
+        }
+        let si = self.scheme(Some(&old.scheme))?;
+        let (mut rec, nk) = self
+            .new_record(
+                si,
+                &old.account,
+                old.name.clone(),
+                old.scopes.clone(),
+                old.expires_at,
+                now,
+            )
+            .await?;
+        rec.replaces = Some(id.to_string());
+        let mut ev = self.event(actor, "key.rotated", &old.account, Some(&rec.id), now);
+        ev.detail = Some(json!({"replaces": id, "gracePeriodSeconds": grace_seconds.unwrap_or(0)}));
+        let out = Self::created(&rec, &nk);
+        self.write(
+            Change::RotateKey {
+                old_id: id.to_string(),
+                record: rec,
+                at: now,
+                old_expires_at: grace_seconds.filter(|g| *g > 0).map(|g| now + g as i64),
+            },
+            ev,
+        )
+        .await?;
+        Ok(out)
+    }
+}

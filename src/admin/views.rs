@@ -1,0 +1,178 @@
+//! What management calls answer, as types: the admin API serializes them and the CLI prints
+//! the same JSON. Times are RFC 3339 UTC to the second. Only [`Created`] ever holds a key.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::core::key::{Account, KeyRecord};
+use crate::store::state::{AuditEvent, DAY};
+
+/// RFC 3339 in UTC, to the second.
+pub fn rfc3339(t: i64) -> String {
+    let st = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+    humantime::format_rfc3339_seconds(st).to_string()
+}
+
+/// The one response that carries a key.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Created {
+    pub id: String,
+    pub key: String,
+    pub name: Option<String>,
+    pub prefix: String,
+    pub account: String,
+    pub scheme: String,
+    pub scopes: Option<Vec<String>>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+}
+
+impl std::fmt::Debug for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Created")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key as listed: never the key or its hash.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    pub id: String,
+    pub name: Option<String>,
+    pub prefix: String,
+    pub account: String,
+    pub scheme: String,
+    pub scopes: Option<Vec<String>>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_by: Option<String>,
+}
+
+impl From<&KeyRecord> for KeyView {
+    fn from(k: &KeyRecord) -> Self {
+        KeyView {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            account: k.account.clone(),
+            scheme: k.scheme.clone(),
+            scopes: k.scopes.clone(),
+            created_at: rfc3339(k.created_at),
+            last_used_at: k.last_used_at.map(rfc3339),
+            expires_at: k.expires_at.map(rfc3339),
+            revoked_at: k.revoked_at.map(rfc3339),
+            replaces: k.replaces.clone(),
+            replaced_by: k.replaced_by.clone(),
+        }
+    }
+}
+
+/// `GET /api/keys`.
+#[derive(Debug, Serialize)]
+pub struct KeyList {
+    pub keys: Vec<KeyView>,
+}
+
+/// `DELETE /api/keys/{id}`.
+#[derive(Debug, Serialize)]
+pub struct Revoked {
+    pub success: bool,
+}
+
+/// An account.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountView {
+    pub id: String,
+    pub plan: Option<String>,
+    pub status: &'static str,
+    pub updated_at: String,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        AccountView {
+            id: a.id.clone(),
+            plan: a.plan.clone(),
+            status: a.status.as_str(),
+            updated_at: rfc3339(a.updated_at),
+        }
+    }
+}
+
+/// `GET /api/accounts/{id}/usage`: allowed requests per key and per UTC day.
+#[derive(Debug, Serialize)]
+pub struct UsageView {
+    pub account: String,
+    pub keys: Vec<KeyUsage>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyUsage {
+    pub id: String,
+    pub name: Option<String>,
+    pub prefix: String,
+    pub last_used_at: Option<String>,
+    pub total: u64,
+    /// `YYYY-MM-DD` → allowed requests that UTC day.
+    pub days: BTreeMap<String, u64>,
+}
+
+impl KeyUsage {
+    pub fn new(k: &KeyRecord, per_day: Option<&BTreeMap<i64, u64>>) -> KeyUsage {
+        KeyUsage {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            prefix: k.prefix.clone(),
+            last_used_at: k.last_used_at.map(rfc3339),
+            total: per_day.map_or(0, |d| d.values().sum()),
+            days: per_day
+                .into_iter()
+                .flatten()
+                .map(|(d, n)| (rfc3339(d * DAY)[..10].to_string(), *n))
+                .collect(),
+        }
+    }
+}
+
+/// `GET /api/audit`.
+#[derive(Debug, Serialize)]
+pub struct AuditView {
+    pub events: Vec<EventView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub account: String,
+    pub key_id: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl From<&AuditEvent> for EventView {
+    fn from(e: &AuditEvent) -> Self {
+        EventView {
+            at: rfc3339(e.at),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            account: e.account.clone(),
+            key_id: e.key_id.clone(),
+            detail: e.detail.clone(),
+        }
+    }
+}

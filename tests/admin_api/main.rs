@@ -1,0 +1,19 @@
+//! The admin HTTP API through its real listener: the token, every endpoint and error code, the
+//! plan's key limit, rotation, account status and usage seen through real decisions on the
+//! HTTP listener, the audit trail, and that a key appears in no response but the one that
+//! created it. The core scenario runs on the file store and on a real redis-server, and the
+//! audit trail is checked across restarts of keygate (and a kill -9 of Redis).
+
+//!
+//! One test binary, one file per concern: [`client`] (the recording API client and its
+//! helpers), [`scenario`] (every endpoint in order, on both stores, across restarts), [`auth`]
+//! (the token), [`errors`] (400s, 404s, paths and bodies), [`key_limit`] (the plan's limit).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod client;
+mod errors;
+mod key_limit;
+mod scenario;
