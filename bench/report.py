@@ -25,6 +25,8 @@ LABELS = [
     ("envoy-direct", "1", "Envoy direct_response, no auth"),
     ("envoy-proxy", "1b", "Envoy → upstream, no auth"),
     ("envoy-apikey", "2", "Envoy api_key_auth (plaintext key) → upstream"),
+    ("envoy-module", "7", "Envoy + keygate module, SHA-256 (Bearer) → upstream"),
+    ("envoy-module-argon2", "7a", "Envoy + keygate module, Argon2, verified (x-api-key) → upstream"),
     ("grpc-allow", "3", "Envoy ext_authz gRPC, allow_all → upstream"),
     ("grpc-allow-id", "3'", "Envoy ext_authz gRPC, allow_all with keygate-shaped allow → upstream"),
     ("grpc-sha256", "4", "Envoy ext_authz gRPC, keygate SHA-256 (Bearer) → upstream"),
@@ -120,7 +122,20 @@ def ratios(rows, lg):
     for key, what in [("grpc-sha256", "SHA-256"), ("grpc-argon2", "Argon2")]:
         out.append(ratio(f"4÷3' Envoy gRPC, keygate {what} ÷ allow_all with keygate-shaped allow, req/s",
                          rows, key, "grpc-allow-id", 2))
+    for key, what in [("envoy-module", "SHA-256"), ("envoy-module-argon2", "Argon2, cached")]:
+        out.append(ratio(f"7÷2 Envoy + keygate module, {what} ÷ api_key_auth, req/s",
+                         rows, key, "envoy-apikey", 2, target=at_least(0.90, "≥ 0.90")))
+        out.append(ratio(f"7−2 Envoy + keygate module, {what} − api_key_auth, p99 (ms)",
+                         rows, key, "envoy-apikey", 4, op=sub, fmt="{:+.2f}",
+                         target=at_most(0.2, "≤ +0.2")))
+        out.append(ratio(f"7−2 Envoy + keygate module, {what} − api_key_auth, Envoy's CPU per request (µs)",
+                         rows, key, "envoy-apikey", 5, op=sub, fmt="{:+.2f}",
+                         target=at_most(1.5, "≤ +1.5")))
     out += [
+        ratio("7÷1 Envoy + keygate module (SHA-256) ÷ direct_response, req/s",
+              rows, "envoy-module", "envoy-direct", 2),
+        ratio("7÷4 Envoy + keygate module ÷ Envoy + keygate over gRPC (SHA-256), req/s",
+              rows, "envoy-module", "grpc-sha256", 2),
         ratio("3'÷3 Envoy gRPC, keygate-shaped allow ÷ empty allow (both allow_all), req/s",
               rows, "grpc-allow-id", "grpc-allow", 2),
         ratio("4÷3 Envoy gRPC, Envoy's CPU per request, keygate SHA-256 ÷ allow_all",

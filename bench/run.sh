@@ -118,7 +118,10 @@ envoy_bin="$(kg_envoy)"
 
 say "building keygate, allow_all and loadgen (release)"
 cargo build --release --bin keygate --example allow_all --example loadgen >&2
+cargo build --release -p keygate-envoy >&2
 target="${CARGO_TARGET_DIR:-target}"
+# Envoy finds libkeygate_envoy.so here (envoy/envoy-module.yaml's dynamic_module_config).
+export ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$root/$target/release"
 keygate_bin="$root/$target/release/keygate"
 allow_bin="$root/$target/release/examples/allow_all"
 loadgen_bin="$root/$target/release/examples/loadgen"
@@ -474,6 +477,10 @@ for round in $(seq "$rounds"); do
   envoy_row envoy-proxy bench/envoy-proxy.yaml "" "$bearer" 200 upstream "${up[@]}"
   envoy_row envoy-apikey bench/envoy-api-key-auth.yaml "" "$bearer" 401 upstream "${up[@]}" \
     "BENCH_API_KEY" "$live_key"
+  envoy_row envoy-module envoy/envoy-module.yaml "" "$bearer" 401 upstream "${up[@]}" \
+    "/etc/keygate/keygate.yaml" "$work/keygate.yaml"
+  envoy_row envoy-module-argon2 envoy/envoy-module.yaml "" "$apikey" 401 upstream "${up[@]}" \
+    "/etc/keygate/keygate.yaml" "$work/keygate.yaml"
   envoy_grpc grpc-allow allow-grpc "$p_allow_grpc" "$bearer" 200
   envoy_grpc grpc-allow-id allow-grpc-id "$p_allow_grpc_id" "$bearer" 200
   envoy_grpc grpc-sha256 keygate "$p_kg_grpc" "$bearer" 401

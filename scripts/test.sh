@@ -16,4 +16,6 @@ kg_envoy >/dev/null
 kg_venv_tool 'schemathesis>=4.32,<5' schemathesis \
   "checks the admin API against docs/openapi.yaml" >/dev/null
 
+# The Envoy module's tests load target/debug/libkeygate_envoy.so into the real Envoy.
+cargo build --locked -p keygate-envoy
 cargo test --locked --workspace "$@"

@@ -9,7 +9,8 @@ mod proxy;
 use std::time::Duration;
 
 use common::{Harness, HttpReply, http_call, http_call_body, wait_until};
-use proxy::{Echo, EnvoyMode, Proxy, start_envoy, start_nginx};
+use keygate::admin::manage::Created;
+use proxy::{Echo, EnvoyMode, Proxy, start_envoy, start_envoy_module, start_nginx};
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +18,9 @@ enum Front {
     EnvoyGrpc,
     EnvoyHttp,
     Nginx,
+    /// keygate inside Envoy (`envoy/envoy-module.yaml`), following the same file store as the
+    /// in-process keygate the test manages keys through.
+    EnvoyModule,
 }
 
 const IDENTITY: [&str; 4] = [
@@ -57,6 +61,7 @@ async fn setup(front: Front) -> Setup {
         }
         Front::EnvoyHttp => start_envoy(EnvoyMode::Http, h.http_addr(), echo.addr).await,
         Front::Nginx => start_nginx(h.http_addr(), echo.addr).await,
+        Front::EnvoyModule => start_envoy_module(&h.config_path, echo.addr).await,
     };
     Setup {
         front,
@@ -68,6 +73,34 @@ async fn setup(front: Front) -> Setup {
 }
 
 impl Setup {
+    /// A new key, usable through this front when this returns: the module is another process,
+    /// which sees the key within a second, so it is probed with a malformed path (400 once the
+    /// key is known, 401 before; neither reaches the upstream nor counts as an allow).
+    async fn key(&self, scheme: &str, account: &str, scopes: Option<&[&str]>) -> Created {
+        let k = self.h.key(scheme, account, scopes).await;
+        if self.front == Front::EnvoyModule {
+            let header = match scheme {
+                "toon" => ("x-api-key", k.key.clone()),
+                _ => ("authorization", bearer(&k.key)),
+            };
+            wait_until(
+                "the module to see a new key",
+                Duration::from_secs(5),
+                || {
+                    let header = &header;
+                    async move {
+                        let r = self
+                            .call("GET", "/v1/probe/%252e", &[(header.0, header.1.as_str())])
+                            .await;
+                        r.status == 400
+                    }
+                },
+            )
+            .await;
+        }
+        k
+    }
+
     async fn call(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> HttpReply {
         http_call(self.proxy.addr, method, uri, headers).await
     }
@@ -190,7 +223,7 @@ async fn allow(front: Front) {
         .set_account("test", "acme", Some(Some("starter".into())), Some("active"))
         .await
         .unwrap();
-    let live = h
+    let live = s
         .key("live", "acme", Some(&["usage:read", "tokens:read"]))
         .await;
     let b = bearer(&live.key);
@@ -219,7 +252,7 @@ async fn allow(front: Front) {
 
     // An unrestricted Argon2 key (x-api-key) of an account with no record: no scopes, no plan,
     // so the client's spoofed ones must be removed. Twice: the second is a cache hit.
-    let toon = h.key("toon", "solo", None).await;
+    let toon = s.key("toon", "solo", None).await;
     for _ in 0..2 {
         let up = s
             .pass_body(
@@ -259,14 +292,25 @@ async fn allow(front: Front) {
     }
 
     // keygate decided each authorized request exactly once (the public route not at all).
-    let m = h.http("GET", "/metrics", &[]).await.body;
-    let frontend = match front {
-        Front::EnvoyGrpc => "envoy_grpc",
-        Front::EnvoyHttp => "envoy_http",
-        Front::Nginx => "nginx",
+    let (m, line) = match front {
+        Front::EnvoyModule => (
+            envoy_stats(&s.proxy).await,
+            r#"envoy_keygate_decisions{result="allow",reason="ok"} 3"#.to_string(),
+        ),
+        _ => {
+            let frontend = match front {
+                Front::EnvoyGrpc => "envoy_grpc",
+                Front::EnvoyHttp => "envoy_http",
+                _ => "nginx",
+            };
+            (
+                h.http("GET", "/metrics", &[]).await.body,
+                format!(
+                    r#"keygate_decisions_total{{frontend="{frontend}",reason="ok",result="allow"}} 3"#
+                ),
+            )
+        }
     };
-    let line =
-        format!(r#"keygate_decisions_total{{frontend="{frontend}",reason="ok",result="allow"}} 3"#);
     assert!(m.contains(&line), "{front:?}: metrics lack {line}\n{m}");
 
     // The access log names the caller keygate identified.
@@ -299,6 +343,13 @@ async fn allow(front: Front) {
     assert_no_secret(&s, &[&live.key, &toon.key]);
 }
 
+/// Envoy's Prometheus stats.
+async fn envoy_stats(p: &Proxy) -> String {
+    http_call(p.admin.unwrap(), "GET", "/stats/prometheus", &[])
+        .await
+        .body
+}
+
 /// No key appears in anything the proxy wrote.
 fn assert_no_secret(s: &Setup, keys: &[&str]) {
     let logs = s.proxy.logs();
@@ -316,7 +367,7 @@ fn assert_no_secret(s: &Setup, keys: &[&str]) {
 async fn denials(front: Front) {
     let s = setup(front).await;
     let h = &s.h;
-    let live = h.key("live", "acme", Some(&["usage:read"])).await;
+    let live = s.key("live", "acme", Some(&["usage:read"])).await;
     let b = bearer(&live.key);
 
     s.deny(
@@ -401,7 +452,7 @@ async fn denials(front: Front) {
 
     // A wrong secret for a real x-api-key key id: 401 without a challenge (keygate's answer for
     // this scheme), and the proxy adds none.
-    let toon = h.key("toon", "acme", None).await;
+    let toon = s.key("toon", "acme", None).await;
     let mut wrong = toon.key.clone();
     wrong.replace_range(wrong.len() - 4.., "zzzz");
     s.deny(
@@ -482,7 +533,7 @@ async fn denials(front: Front) {
     .await;
 
     // Revoked: the same key passes, then is refused once revoked.
-    let gone = h.key("live", "other", None).await;
+    let gone = s.key("live", "other", None).await;
     let gb = bearer(&gone.key);
     s.pass("GET", "/v1/x?before=revoke", &[("authorization", &gb)])
         .await;
@@ -494,7 +545,7 @@ async fn denials(front: Front) {
             let s = &s;
             let gb = &gb;
             async move {
-                s.call("GET", "/v1/x?case=revoked-poll", &[("authorization", gb)])
+                s.call("GET", "/v1/x?poll=revoked", &[("authorization", gb)])
                     .await
                     .status
                     == 401
@@ -536,7 +587,7 @@ async fn denials(front: Front) {
             async move {
                 s.call(
                     "GET",
-                    "/v1/account/usage?case=past-due-poll",
+                    "/v1/account/usage?poll=past-due",
                     &[("authorization", b)],
                 )
                 .await
@@ -651,4 +702,14 @@ async fn nginx_denials() {
 #[tokio::test]
 async fn nginx_fails_closed() {
     fails_closed(Front::Nginx).await;
+}
+
+#[tokio::test]
+async fn envoy_module_allow() {
+    allow(Front::EnvoyModule).await;
+}
+
+#[tokio::test]
+async fn envoy_module_denials() {
+    denials(Front::EnvoyModule).await;
 }

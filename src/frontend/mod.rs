@@ -14,7 +14,6 @@ pub mod nginx;
 pub mod ops;
 
 use crate::core::policy::IdentityHeaders;
-use crate::core::scheme::Scheme;
 
 /// `(name, value)` of the identity headers an allow sets, from [`Allow::identity`].
 ///
@@ -42,10 +41,4 @@ pub fn unset_identity<'a>(
         .filter_map(|(n, v)| v.is_none().then_some(n))
 }
 
-/// Every configured credential header, once, removed before the upstream sees the request.
-pub fn credential_headers(schemes: &[Scheme]) -> impl Iterator<Item = &str> {
-    schemes.iter().enumerate().filter_map(|(i, sc)| {
-        let first = !schemes[..i].iter().any(|o| o.header == sc.header);
-        first.then_some(sc.header.as_str())
-    })
-}
+pub use crate::core::credential::headers as credential_headers;

@@ -24,6 +24,7 @@ pub use crate::common::free_port;
 pub const ENVOY_GRPC_YAML: &str = include_str!("../../envoy/envoy.yaml");
 pub const ENVOY_HTTP_YAML: &str = include_str!("../../envoy/envoy-http.yaml");
 pub const NGINX_CONF: &str = include_str!("../../config/nginx.conf");
+pub const ENVOY_MODULE_YAML: &str = include_str!("../../envoy/envoy-module.yaml");
 
 /// How long a proxy may take to start answering.
 const START_DEADLINE: Duration = Duration::from_secs(60);
@@ -222,6 +223,8 @@ pub struct Proxy {
     /// The rendered config, as written to disk.
     pub config: String,
     pub dir: tempfile::TempDir,
+    /// Envoy's admin listener (stats), for Envoy.
+    pub admin: Option<SocketAddr>,
     child: Child,
     logs: Vec<PathBuf>,
     access_log: PathBuf,
@@ -394,6 +397,113 @@ fn launch_envoy(bin: &Path, mode: EnvoyMode, keygate: SocketAddr, upstream: Sock
         upstream,
         config,
         dir,
+        admin: Some(SocketAddr::from(([127, 0, 0, 1], admin))),
+        child,
+        logs: vec![out.clone(), err],
+        access_log: out,
+    }
+}
+
+/// `libkeygate_envoy.so`: `KEYGATE_ENVOY_MODULE`, else the newest of target/{debug,release}
+/// (scripts/test.sh builds it first). Missing is a failure, never a skip.
+pub fn envoy_module() -> PathBuf {
+    if let Some(p) = std::env::var_os("KEYGATE_ENVOY_MODULE") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let found = ["debug", "release"]
+        .iter()
+        .map(|p| root.join(p).join("libkeygate_envoy.so"))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    found.unwrap_or_else(|| {
+        panic!(
+            "libkeygate_envoy.so not found: run `cargo build -p keygate-envoy` (scripts/test.sh \
+             does) or set KEYGATE_ENVOY_MODULE"
+        )
+    })
+}
+
+/// Runs Envoy with the module on `config` until it exits (it must, within a deadline: the
+/// config is expected to be refused), and returns what it printed.
+pub fn run_envoy_module_to_exit(config: &Path) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let text = render(
+        ENVOY_MODULE_YAML,
+        &[
+            ("port_value: 10000", format!("port_value: {}", free_port())),
+            ("port_value: 9901", format!("port_value: {}", free_port())),
+            ("/etc/keygate/keygate.yaml", config.display().to_string()),
+        ],
+    );
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let module = envoy_module();
+    let mut child = Command::new(envoy_bin())
+        .arg("-c")
+        .arg(&path)
+        .args(["--concurrency", "1", "--disable-hot-restart"])
+        .env(
+            "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+            module.parent().unwrap(),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let d = Deadline::new("Envoy to exit on a refused config", Duration::from_secs(30));
+    while child.try_wait().unwrap().is_none() {
+        if d.passed() {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20)); // poll interval, bounded by the deadline
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Starts the real Envoy from `envoy/envoy-module.yaml` with the keygate config at `config`
+/// and the echo upstream at `upstream`, and waits until it serves.
+pub async fn start_envoy_module(config: &Path, upstream: SocketAddr) -> Proxy {
+    let bin = envoy_bin();
+    let module = envoy_module();
+    start_retrying(|| launch_envoy_module(&bin, &module, config, upstream)).await
+}
+
+fn launch_envoy_module(bin: &Path, module: &Path, config: &Path, upstream: SocketAddr) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, admin) = (free_port(), free_port());
+    let port = |p: u16| format!("port_value: {p}");
+    let text = render(
+        ENVOY_MODULE_YAML,
+        &[
+            ("port_value: 10000", port(listen)),
+            ("port_value: 9901", port(admin)),
+            ("port_value: 8080", port(upstream.port())),
+            ("/etc/keygate/keygate.yaml", config.display().to_string()),
+        ],
+    );
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c")
+        .arg(&path)
+        .args(["--concurrency", "1", "--disable-hot-restart"])
+        .args(["--log-level", "info"])
+        .args(["--file-flush-interval-msec", "50"])
+        .env(
+            "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+            module.parent().unwrap(),
+        );
+    let (child, out, err) = spawn("envoy-module", cmd, dir.path());
+    Proxy {
+        name: "envoy-module",
+        addr: SocketAddr::from(([127, 0, 0, 1], listen)),
+        upstream,
+        config: text,
+        dir,
+        admin: Some(SocketAddr::from(([127, 0, 0, 1], admin))),
         child,
         logs: vec![out.clone(), err],
         access_log: out,
@@ -435,6 +545,7 @@ fn launch_nginx(bin: &Path, keygate: SocketAddr, upstream: SocketAddr) -> Proxy 
         .args(["-g", "daemon off; master_process off;"]);
     let (child, out, err) = spawn("nginx", cmd, dir.path());
     Proxy {
+        admin: None,
         name: "nginx",
         addr: SocketAddr::from(([127, 0, 0, 1], listen)),
         upstream,

@@ -42,6 +42,15 @@ pub enum CredentialError {
 /// Longest accepted value of a credential header; anything longer is malformed without a scan.
 const MAX_VALUE: usize = 1024;
 
+/// Every scheme's credential header, once: what a data plane removes before the upstream
+/// sees the request.
+pub fn headers(schemes: &[Scheme]) -> impl Iterator<Item = &str> {
+    schemes.iter().enumerate().filter_map(|(i, sc)| {
+        let first = !schemes[..i].iter().any(|o| o.header == sc.header);
+        first.then_some(sc.header.as_str())
+    })
+}
+
 /// Finds the one credential among `accepted` schemes (indices into `schemes`).
 pub fn extract<'a, H: Headers + ?Sized>(
     schemes: &[Scheme],

@@ -1,0 +1,297 @@
+//! One request through the module: the request headers become the core's request, the
+//! authorizer decides, and the decision goes back as Envoy calls: on allow the identity headers
+//! are set (a client-sent value replaced, an unset one removed), the credential headers removed
+//! and the identity put in dynamic metadata under `keygate`; on deny a local reply with
+//! keygate's status, JSON body and `WWW-Authenticate`.
+//!
+//! An Argon2 key without a cached answer is verified on a hash thread while the request waits
+//! (headers and body held back); the hash thread wakes the stream through Envoy's scheduler
+//! and the decision is made again, on the worker, from the headers Envoy still holds.
+//!
+//! A denial made in `request_headers` is answered on the worker's next event-loop turn, through
+//! the scheduler too: a local reply sent from inside that hook leaves Envoy's HTTP/1 codec with
+//! a request it has not finished reading, so it holds a `Connection: close` request's
+//! connection open for its delayed-close timeout (1 s) after the answer.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use keygate_authz::{Decision, Frontend, Pending, Step};
+use keygate_core::decide::{Allow, Denial};
+use keygate_core::request::{HeaderValue, Headers, Request};
+
+use crate::abi::{self, EnvoyBuffer, FilterEnvoyPtr, ModuleBuffer, ModuleHttpHeader, SchedulerPtr};
+use crate::config::FilterConfig;
+
+/// The namespace of the identity in dynamic metadata.
+const METADATA_NAMESPACE: &[u8] = b"keygate";
+
+/// A request's headers, read from Envoy as the core asks for them.
+struct EnvoyHeaders(FilterEnvoyPtr);
+
+impl EnvoyHeaders {
+    fn one(&self, name: &str) -> Option<&[u8]> {
+        match self.get(name) {
+            HeaderValue::One(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl Headers for EnvoyHeaders {
+    fn get(&self, name: &str) -> HeaderValue<'_> {
+        let mut value = EnvoyBuffer::EMPTY;
+        let mut count = 0usize;
+        // SAFETY: called within one of the stream's hooks on its worker; the value stays
+        // valid for the rest of the hook, which outlives `&self` (made and dropped in it).
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_get_header(
+                self.0,
+                abi::REQUEST_HEADER,
+                ModuleBuffer::of(name.as_bytes()),
+                &mut value,
+                0,
+                &mut count,
+            );
+            match count {
+                0 => HeaderValue::Absent,
+                1 => HeaderValue::One(value.bytes()),
+                _ => HeaderValue::Many,
+            }
+        }
+    }
+}
+
+/// The scheduler of a request waiting for its verification, shared with the hash thread.
+struct Waiting {
+    /// `None` once deleted (the event came, or the stream went first).
+    scheduler: Option<SendPtr>,
+    result: Option<(Pending, bool)>,
+}
+
+struct SendPtr(SchedulerPtr);
+// SAFETY: Envoy allows a scheduler's commit and delete from any thread; the pointer is used
+// only under the `Waiting` lock, and deleted exactly once.
+unsafe impl Send for SendPtr {}
+
+pub struct Filter {
+    config: Arc<FilterConfig>,
+    started: Instant,
+    waiting: Option<Arc<Mutex<Waiting>>>,
+    /// A denial made in `request_headers`, answered from the next event-loop turn.
+    deferred: Option<(Denial, SendPtr)>,
+}
+
+impl Filter {
+    pub fn new(config: Arc<FilterConfig>) -> Filter {
+        Filter {
+            config,
+            started: Instant::now(),
+            waiting: None,
+            deferred: None,
+        }
+    }
+
+    /// `request_headers`: decide now, or park the request until a hash thread has verified.
+    pub fn on_request_headers(&mut self, envoy: FilterEnvoyPtr) -> u32 {
+        self.started = Instant::now();
+        let headers = EnvoyHeaders(envoy);
+        let step = with_request(&headers, |r| {
+            self.config.module.engine.decide(r, Frontend::EnvoyModule)
+        });
+        match step {
+            Step::Done(d) => self.answer(envoy, d, false),
+            Step::Verify(pending) => {
+                // SAFETY: on the worker, inside the stream's hook.
+                let scheduler =
+                    unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(envoy) };
+                let waiting = Arc::new(Mutex::new(Waiting {
+                    scheduler: Some(SendPtr(scheduler)),
+                    result: None,
+                }));
+                self.waiting = Some(waiting.clone());
+                self.config.module.engine.verify(pending, move |p, ok| {
+                    let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
+                    w.result = Some((p, ok));
+                    if let Some(s) = &w.scheduler {
+                        // SAFETY: the scheduler is not deleted while the lock is held.
+                        unsafe {
+                            abi::envoy_dynamic_module_callback_http_filter_scheduler_commit(s.0, 1)
+                        };
+                    }
+                });
+                abi::HEADERS_STOP_ALL_AND_BUFFER
+            }
+        }
+    }
+
+    /// `scheduled`: the verification is done; decide again and let the request go or refuse it.
+    pub fn on_scheduled(&mut self, envoy: FilterEnvoyPtr) {
+        if let Some((d, s)) = self.deferred.take() {
+            // SAFETY: made in request_headers, deleted once.
+            unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_delete(s.0) };
+            deny(envoy, &d);
+            return;
+        }
+        let Some(waiting) = self.waiting.take() else {
+            return;
+        };
+        let result = {
+            let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
+            delete_scheduler(&mut w);
+            w.result.take()
+        };
+        let Some((pending, ok)) = result else {
+            return;
+        };
+        let headers = EnvoyHeaders(envoy);
+        let d = with_request(&headers, |r| {
+            self.config
+                .module
+                .engine
+                .decide_verified(r, Frontend::EnvoyModule, &pending, ok)
+        });
+        self.answer(envoy, d, true);
+    }
+
+    /// Applies a decision. `resume`: the request was parked and must be let go explicitly.
+    fn answer(&mut self, envoy: FilterEnvoyPtr, d: Decision, resume: bool) -> u32 {
+        let m = &self.config.module;
+        let micros = self.started.elapsed().as_micros() as u64;
+        self.config.stats.decision(
+            envoy,
+            d.as_ref().err().map(|d| d.reason),
+            micros,
+            &m.pending,
+            &m.engine.replica,
+            &m.store_stats,
+        );
+        match d {
+            Ok(a) => {
+                self.allow(envoy, &a);
+                if resume {
+                    // SAFETY: on the worker, in the stream's hook; nothing of this filter is
+                    // borrowed across the call (Envoy may run its other hooks inside it).
+                    unsafe {
+                        abi::envoy_dynamic_module_callback_http_filter_continue_decoding(envoy)
+                    };
+                }
+                abi::HEADERS_CONTINUE
+            }
+            Err(denial) if resume => {
+                deny(envoy, &denial);
+                abi::HEADERS_STOP_ITERATION
+            }
+            Err(denial) => {
+                // SAFETY: on the worker, inside the stream's hook.
+                let s =
+                    unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(envoy) };
+                // SAFETY: as above; any thread may commit.
+                unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_commit(s, 2) };
+                self.deferred = Some((denial, SendPtr(s)));
+                abi::HEADERS_STOP_ALL_AND_BUFFER
+            }
+        }
+    }
+
+    fn allow(&self, envoy: FilterEnvoyPtr, a: &Allow) {
+        let wire = &self.config.wire;
+        let values = a.identity();
+        let set = |name: &str, value: Option<&str>| {
+            let v = value.map_or(ModuleBuffer::NULL, |v| ModuleBuffer::of(v.as_bytes()));
+            // SAFETY: on the worker, in the stream's hook; Envoy copies name and value.
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_set_header(
+                    envoy,
+                    abi::REQUEST_HEADER,
+                    ModuleBuffer::of(name.as_bytes()),
+                    v,
+                );
+            }
+        };
+        for (name, value) in wire.identity.iter().zip(values) {
+            set(name, value);
+        }
+        for name in &wire.credentials {
+            set(name, None);
+        }
+        for (field, value) in ["key_id", "account", "scopes", "plan"].iter().zip(values) {
+            if let Some(v) = value {
+                // SAFETY: as above.
+                unsafe {
+                    abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                        envoy,
+                        ModuleBuffer::of(METADATA_NAMESPACE),
+                        ModuleBuffer::of(field.as_bytes()),
+                        ModuleBuffer::of(v.as_bytes()),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Filter {
+    fn drop(&mut self) {
+        if let Some((_, s)) = self.deferred.take() {
+            // SAFETY: made in request_headers, deleted once.
+            unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_delete(s.0) };
+        }
+        // The stream went before its verification's event ran: the scheduler still needs
+        // deleting, and the hash thread must find it gone.
+        if let Some(w) = self.waiting.take() {
+            delete_scheduler(&mut w.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+}
+
+fn delete_scheduler(w: &mut Waiting) {
+    if let Some(s) = w.scheduler.take() {
+        // SAFETY: deleted once (taken out of the option under the lock).
+        unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_delete(s.0) };
+    }
+}
+
+/// Runs `f` on the core's request made from Envoy's headers.
+fn with_request<T>(headers: &EnvoyHeaders, f: impl FnOnce(&Request<'_, EnvoyHeaders>) -> T) -> T {
+    let text = |name: &str| headers.one(name).and_then(|v| std::str::from_utf8(v).ok());
+    let r = Request {
+        method: text(":method").unwrap_or(""),
+        // A path that is not UTF-8 is not a path: no route takes it.
+        path: text(":path").unwrap_or(""),
+        host: text(":authority"),
+        headers,
+    };
+    f(&r)
+}
+
+/// A local reply with the denial's status, JSON body and `WWW-Authenticate`.
+fn deny(envoy: FilterEnvoyPtr, d: &Denial) {
+    let www = d.www_authenticate();
+    let mut headers = vec![header("content-type", "application/json")];
+    if let Some(w) = &www {
+        headers.push(header("www-authenticate", w));
+    }
+    let body = d.body();
+    let details = format!("keygate_{}", d.reason.as_str());
+    // SAFETY: on the worker, in the stream's hook; Envoy copies everything before returning.
+    unsafe {
+        abi::envoy_dynamic_module_callback_http_send_response(
+            envoy,
+            u32::from(d.status()),
+            headers.as_ptr(),
+            headers.len(),
+            ModuleBuffer::of(body.as_bytes()),
+            ModuleBuffer::of(details.as_bytes()),
+        );
+    }
+}
+
+fn header<'a>(k: &'a str, v: &'a str) -> ModuleHttpHeader {
+    ModuleHttpHeader {
+        key_ptr: k.as_ptr(),
+        key_len: k.len(),
+        value_ptr: v.as_ptr(),
+        value_len: v.len(),
+    }
+}
