@@ -18,6 +18,8 @@
 #   BENCH_CPU_PROXY [0], BENCH_CPU_OTHERS [1]   the cores used when pinning (see below)
 #   BENCH_PORT_BASE [18100]   ports BASE..BASE+11 on 127.0.0.1 (below the ephemeral range)
 #   BENCH_KEEP [0]            1: keep the temp directory (configs, logs) after a success
+#   BENCH_ONLY []             space-separated row ids to run (e.g. "envoy-apikey envoy-module");
+#                             empty: every row
 #   KEYGATE_ENVOY             the Envoy binary (else `envoy` on PATH, else .tools/venv's)
 #
 # What it does, from a fresh clone: installs wrk, nginx and curl from Debian's packages if
@@ -116,9 +118,10 @@ nginx_bin="$(kg_nginx)"
 wrk_bin="$(kg_wrk)"
 envoy_bin="$(kg_envoy)"
 
-say "building keygate, allow_all and loadgen (release)"
-cargo build --release --bin keygate --example allow_all --example loadgen >&2
-cargo build --release -p keygate-envoy >&2
+say "building keygate, the Envoy module, allow_all and loadgen (release)"
+# One cargo run: the module and the sidecar share every dependency, built with one set of
+# features.
+cargo build --release --workspace --lib --bins --examples >&2
 target="${CARGO_TARGET_DIR:-target}"
 # Envoy finds libkeygate_envoy.so here (envoy/envoy-module.yaml's dynamic_module_config).
 export ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$root/$target/release"
@@ -388,7 +391,11 @@ measure() {
       $1, $3, $4, $5, $6, $7, $9, $8 }' >&2
 }
 
+# wanted ID: whether BENCH_ONLY selects the row.
+wanted() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
+
 envoy_row() { # ID TEMPLATE AUTHZ HEADER NO_KEY MARKER FROM TO...
+  wanted "$1" || return 0
   local id=$1 template=$2 authz=$3 hdr=$4 nokey=$5 marker=$6
   shift 6
   render "$template" "$work/$id.yaml" \
@@ -411,6 +418,7 @@ envoy_row() { # ID TEMPLATE AUTHZ HEADER NO_KEY MARKER FROM TO...
 }
 
 nginx_row() { # ID TEMPLATE AUTHZ HEADER NO_KEY MARKER FROM TO...
+  wanted "$1" || return 0
   local id=$1 template=$2 authz=$3 hdr=$4 nokey=$5 marker=$6
   shift 6
   rm -rf "$work/front"
@@ -425,6 +433,7 @@ nginx_row() { # ID TEMPLATE AUTHZ HEADER NO_KEY MARKER FROM TO...
 
 # loadgen_row ID SERVER PORT HEADER: the direct gRPC run against one server.
 loadgen_row() {
+  wanted "$1" || return 0
   local id=$1 server=$2 port=$3 hdr=$4
   local lg=("$loadgen_bin" --addr "127.0.0.1:$port" -H "$hdr")
   [ "$pin" = 1 ] && lg=(taskset -c "$cpu_proxy" "${lg[@]}")

@@ -16,6 +16,8 @@ kg_envoy >/dev/null
 kg_venv_tool 'schemathesis>=4.32,<5' schemathesis \
   "checks the admin API against docs/openapi.yaml" >/dev/null
 
-# The Envoy module's tests load target/debug/libkeygate_envoy.so into the real Envoy.
-cargo build --locked -p keygate-envoy
+# The Envoy module's tests load target/debug/libkeygate_envoy.so into the real Envoy: built
+# here in the same cargo run as the tests, so that every dependency is built once, with one
+# set of features.
+cargo build --locked --workspace --all-targets
 cargo test --locked --workspace "$@"

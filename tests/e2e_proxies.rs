@@ -293,10 +293,15 @@ async fn allow(front: Front) {
 
     // keygate decided each authorized request exactly once (the public route not at all).
     let (m, line) = match front {
-        Front::EnvoyModule => (
-            envoy_stats(&s.proxy).await,
-            r#"envoy_keygate_decisions{result="allow",reason="ok"} 3"#.to_string(),
-        ),
+        Front::EnvoyModule => {
+            // The module adds its counts to Envoy's stats once a second.
+            let line = r#"envoy_keygate_decisions{result="allow",reason="ok"} 3"#.to_string();
+            wait_until("the module's stats", Duration::from_secs(10), || async {
+                envoy_stats(&s.proxy).await.contains(&line)
+            })
+            .await;
+            (envoy_stats(&s.proxy).await, line)
+        }
         _ => {
             let frontend = match front {
                 Front::EnvoyGrpc => "envoy_grpc",

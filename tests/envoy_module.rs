@@ -76,6 +76,13 @@ fn every_callback_the_module_imports_is_in_the_pinned_binary() {
     }
 }
 
+/// Envoy's Prometheus stats.
+async fn stats(p: &Proxy) -> String {
+    http_call(p.admin.unwrap(), "GET", "/stats/prometheus", &[])
+        .await
+        .body
+}
+
 /// A harness (in-process keygate on the file store), an echo upstream and Envoy with the
 /// module on the harness's config.
 async fn module_on(h: &Harness) -> (Proxy, Echo) {
@@ -95,15 +102,18 @@ async fn the_module_loads_with_the_binarys_abi_and_serves_stats() {
     );
     let r = http_call(p.addr, "GET", "/v1/x", &[]).await;
     assert_eq!(r.status, 401);
-    let stats = http_call(p.admin.unwrap(), "GET", "/stats/prometheus", &[])
-        .await
-        .body;
     for line in [
         r#"envoy_keygate_decisions{result="deny",reason="missing"} 1"#,
         "envoy_keygate_store_connected{} 1",
         "envoy_keygate_keys{} 0",
     ] {
-        assert!(stats.contains(line), "stats lack {line}:\n{stats}");
+        // Counts reach Envoy's stats once a second.
+        wait_until(
+            &format!("the stat {line}"),
+            Duration::from_secs(10),
+            || async { stats(&p).await.contains(line) },
+        )
+        .await;
     }
 }
 
@@ -264,17 +274,17 @@ async fn argon2_is_verified_off_the_worker_once_and_a_flood_does_not_stall_valid
     for _ in 0..3 {
         assert_eq!(call(good.key.clone()).await, 200);
     }
-    let stats = http_call(p.admin.unwrap(), "GET", "/stats/prometheus", &[])
-        .await
-        .body;
-    assert!(
-        stats.contains(r#"envoy_keygate_hash_verifications{result="ok"} 1"#),
-        "{stats}"
-    );
-    assert!(
-        stats.contains("envoy_keygate_verify_cache_hits{} 3"),
-        "{stats}"
-    );
+    for line in [
+        r#"envoy_keygate_hash_verifications{result="ok"} 1"#,
+        "envoy_keygate_verify_cache_hits{} 3",
+    ] {
+        wait_until(
+            &format!("the stat {line}"),
+            Duration::from_secs(10),
+            || async { stats(&p).await.contains(line) },
+        )
+        .await;
+    }
 
     // Wrong secrets for many Argon2 ids, while the valid key keeps being allowed.
     let mut ids = Vec::new();

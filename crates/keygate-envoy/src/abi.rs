@@ -43,11 +43,6 @@ pub struct EnvoyBuffer {
 }
 
 impl EnvoyBuffer {
-    pub const EMPTY: EnvoyBuffer = EnvoyBuffer {
-        ptr: std::ptr::null(),
-        len: 0,
-    };
-
     /// The bytes, valid for as long as Envoy keeps them (the current hook).
     ///
     /// # Safety
@@ -59,6 +54,25 @@ impl EnvoyBuffer {
         // SAFETY: Envoy points at `len` bytes it owns for the rest of the hook.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
+}
+
+/// A header as Envoy lists it (`envoy_dynamic_module_type_envoy_http_header`), Envoy-owned.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EnvoyHttpHeader {
+    pub key_ptr: *const u8,
+    pub key_len: usize,
+    pub value_ptr: *const u8,
+    pub value_len: usize,
+}
+
+/// A key and value (`envoy_dynamic_module_type_module_key_value_pair`).
+#[repr(C)]
+pub struct ModuleKeyValue {
+    pub key_ptr: *const u8,
+    pub key_len: usize,
+    pub value_ptr: *const u8,
+    pub value_len: usize,
 }
 
 /// A header of a local reply (`envoy_dynamic_module_type_module_http_header`).
@@ -73,6 +87,7 @@ pub struct ModuleHttpHeader {
 pub type FilterConfigEnvoyPtr = *mut c_void;
 pub type FilterEnvoyPtr = *mut c_void;
 pub type SchedulerPtr = *mut c_void;
+pub type ConfigSchedulerPtr = *mut c_void;
 
 /// `envoy_dynamic_module_type_http_header_type`.
 pub const REQUEST_HEADER: u32 = 0;
@@ -106,17 +121,26 @@ unsafe extern "C" {
     );
     pub fn envoy_dynamic_module_callback_is_validation_mode() -> bool;
 
-    /// One value of a request header (`index` for repeated ones); `count` gets how many there are.
-    pub fn envoy_dynamic_module_callback_http_get_header(
+    /// How many request headers there are (pseudo-headers included).
+    pub fn envoy_dynamic_module_callback_http_get_headers_size(
         filter: FilterEnvoyPtr,
         header_type: u32,
-        key: ModuleBuffer,
-        result: *mut EnvoyBuffer,
-        index: usize,
-        count: *mut usize,
+    ) -> usize;
+    /// Every request header, into `result` (room for `get_headers_size` entries).
+    pub fn envoy_dynamic_module_callback_http_get_headers(
+        filter: FilterEnvoyPtr,
+        header_type: u32,
+        result: *mut EnvoyHttpHeader,
     ) -> bool;
     /// Replaces every value of a header; a null or empty value removes it.
     pub fn envoy_dynamic_module_callback_http_set_header(
+        filter: FilterEnvoyPtr,
+        header_type: u32,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+    /// Adds a value to a header (a new header if absent); an empty value does nothing.
+    pub fn envoy_dynamic_module_callback_http_add_header(
         filter: FilterEnvoyPtr,
         header_type: u32,
         key: ModuleBuffer,
@@ -130,11 +154,12 @@ unsafe extern "C" {
         body: ModuleBuffer,
         details: ModuleBuffer,
     );
-    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+    /// Sets string values under `namespace` in the stream's dynamic metadata, in one call.
+    pub fn envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
         filter: FilterEnvoyPtr,
         namespace: ModuleBuffer,
-        key: ModuleBuffer,
-        value: ModuleBuffer,
+        entries: *const ModuleKeyValue,
+        entries_len: usize,
     );
     pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: FilterEnvoyPtr);
 
@@ -146,6 +171,35 @@ unsafe extern "C" {
         event_id: u64,
     );
     pub fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: SchedulerPtr);
+
+    /// A scheduler for the filter config: its events run `on_http_filter_config_scheduled` on
+    /// the main thread. Made in config_new; commit from any thread; deleted once.
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config: FilterConfigEnvoyPtr,
+    ) -> ConfigSchedulerPtr;
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: ConfigSchedulerPtr,
+        event_id: u64,
+    );
+    pub fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+        scheduler: ConfigSchedulerPtr,
+    );
+
+    /// Config-level recorders: no stream needed (called on the main thread).
+    pub fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: FilterConfigEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_len: usize,
+        value: u64,
+    ) -> u32;
+    pub fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        config: FilterConfigEnvoyPtr,
+        id: usize,
+        label_values: *const ModuleBuffer,
+        label_values_len: usize,
+        value: u64,
+    ) -> u32;
 
     pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(
         config: FilterConfigEnvoyPtr,
@@ -167,20 +221,6 @@ unsafe extern "C" {
         label_names: *const ModuleBuffer,
         label_names_len: usize,
         id: *mut usize,
-    ) -> u32;
-    pub fn envoy_dynamic_module_callback_http_filter_increment_counter(
-        filter: FilterEnvoyPtr,
-        id: usize,
-        label_values: *const ModuleBuffer,
-        label_values_len: usize,
-        value: u64,
-    ) -> u32;
-    pub fn envoy_dynamic_module_callback_http_filter_set_gauge(
-        filter: FilterEnvoyPtr,
-        id: usize,
-        label_values: *const ModuleBuffer,
-        label_values_len: usize,
-        value: u64,
     ) -> u32;
     pub fn envoy_dynamic_module_callback_http_filter_record_histogram_value(
         filter: FilterEnvoyPtr,

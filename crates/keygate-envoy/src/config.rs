@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::abi::{self, FilterConfigEnvoyPtr};
 use crate::log::log;
 use crate::module::Module;
-use crate::stats::StatIds;
+use crate::stats::{StatIds, Ticker};
 
 /// Header names an allow sets or removes.
 pub struct Wire {
@@ -22,6 +22,8 @@ pub struct FilterConfig {
     pub module: Arc<Module>,
     pub stats: StatIds,
     pub wire: Wire,
+    /// Wakes [`FilterConfig::flush`] once a second; `None` in validation mode.
+    _ticker: Option<Ticker>,
 }
 
 impl FilterConfig {
@@ -65,10 +67,30 @@ impl FilterConfig {
                 module.engine.replica.snapshot().len()
             ),
         );
+        let ticker = if validate_only {
+            None
+        } else {
+            let t = Ticker::start(envoy);
+            if t.is_none() {
+                log(
+                    abi::LOG_WARN,
+                    "keygate: no stats ticker; counters stay at zero",
+                );
+            }
+            t
+        };
         Some(FilterConfig {
             module,
             stats,
             wire,
+            _ticker: ticker,
         })
+    }
+
+    /// The config scheduler's event, on Envoy's main thread: pending counts into the stats.
+    pub fn flush(&self, envoy: FilterConfigEnvoyPtr) {
+        let m = &self.module;
+        self.stats
+            .flush(envoy, &m.pending, &m.engine.replica, &m.store_stats);
     }
 }

@@ -58,6 +58,22 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: *co
     })
 }
 
+/// The config scheduler's event (see [`crate::stats`]), on the main thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    envoy: FilterConfigEnvoyPtr,
+    config: *const c_void,
+    _event: u64,
+) {
+    guard("config_scheduled", (), || {
+        if !config.is_null() {
+            // SAFETY: the config is alive until config_destroy, which deletes the scheduler
+            // (stopping its events) before dropping it.
+            unsafe { &*config.cast::<FilterConfig>() }.flush(envoy);
+        }
+    })
+}
+
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     config: *const c_void,

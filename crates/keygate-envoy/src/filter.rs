@@ -20,45 +20,98 @@ use keygate_authz::{Decision, Frontend, Pending, Step};
 use keygate_core::decide::{Allow, Denial};
 use keygate_core::request::{HeaderValue, Headers, Request};
 
-use crate::abi::{self, EnvoyBuffer, FilterEnvoyPtr, ModuleBuffer, ModuleHttpHeader, SchedulerPtr};
+use crate::abi::{
+    self, FilterEnvoyPtr, ModuleBuffer, ModuleHttpHeader, ModuleKeyValue, SchedulerPtr,
+};
 use crate::config::FilterConfig;
 
 /// The namespace of the identity in dynamic metadata.
 const METADATA_NAMESPACE: &[u8] = b"keygate";
 
-/// A request's headers, read from Envoy as the core asks for them.
-struct EnvoyHeaders(FilterEnvoyPtr);
+/// A request's headers, listed from Envoy once per decision (one call instead of one per
+/// header the core looks at). Envoy lowercases names; repeated headers are separate entries.
+struct EnvoyHeaders<'a> {
+    list: Vec<abi::EnvoyHttpHeader>,
+    /// The buffers live for the rest of the hook.
+    hook: std::marker::PhantomData<&'a [u8]>,
+}
 
-impl EnvoyHeaders {
-    fn one(&self, name: &str) -> Option<&[u8]> {
-        match self.get(name) {
+impl<'a> EnvoyHeaders<'a> {
+    /// The request headers of `envoy`, valid for the rest of the current hook (`'a`).
+    fn read(envoy: FilterEnvoyPtr) -> EnvoyHeaders<'a> {
+        let empty = abi::EnvoyHttpHeader {
+            key_ptr: std::ptr::null(),
+            key_len: 0,
+            value_ptr: std::ptr::null(),
+            value_len: 0,
+        };
+        // SAFETY: called within one of the stream's hooks on its worker; Envoy fills `n`
+        // entries pointing at buffers it keeps for the rest of the hook.
+        let list = unsafe {
+            let n = abi::envoy_dynamic_module_callback_http_get_headers_size(
+                envoy,
+                abi::REQUEST_HEADER,
+            );
+            let mut list = vec![empty; n];
+            let ok = n > 0
+                && abi::envoy_dynamic_module_callback_http_get_headers(
+                    envoy,
+                    abi::REQUEST_HEADER,
+                    list.as_mut_ptr(),
+                );
+            if !ok {
+                list.clear();
+            }
+            list
+        };
+        EnvoyHeaders {
+            list,
+            hook: std::marker::PhantomData,
+        }
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
+        let bytes = |p: *const u8, l: usize| -> &'a [u8] {
+            if p.is_null() {
+                &[]
+            } else {
+                // SAFETY: Envoy's buffer, alive for the rest of the hook (`'a`).
+                unsafe { std::slice::from_raw_parts(p, l) }
+            }
+        };
+        self.list
+            .iter()
+            .map(move |h| (bytes(h.key_ptr, h.key_len), bytes(h.value_ptr, h.value_len)))
+    }
+
+    fn one(&self, name: &str) -> Option<&'a [u8]> {
+        match self.find(name) {
             HeaderValue::One(v) => Some(v),
             _ => None,
         }
     }
-}
 
-impl Headers for EnvoyHeaders {
-    fn get(&self, name: &str) -> HeaderValue<'_> {
-        let mut value = EnvoyBuffer::EMPTY;
-        let mut count = 0usize;
-        // SAFETY: called within one of the stream's hooks on its worker; the value stays
-        // valid for the rest of the hook, which outlives `&self` (made and dropped in it).
-        unsafe {
-            abi::envoy_dynamic_module_callback_http_get_header(
-                self.0,
-                abi::REQUEST_HEADER,
-                ModuleBuffer::of(name.as_bytes()),
-                &mut value,
-                0,
-                &mut count,
-            );
-            match count {
-                0 => HeaderValue::Absent,
-                1 => HeaderValue::One(value.bytes()),
-                _ => HeaderValue::Many,
+    fn find(&self, name: &str) -> HeaderValue<'a> {
+        let mut found = HeaderValue::Absent;
+        for (k, v) in self.entries() {
+            if k == name.as_bytes() {
+                if found != HeaderValue::Absent {
+                    return HeaderValue::Many;
+                }
+                found = HeaderValue::One(v);
             }
         }
+        found
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.entries().any(|(k, _)| k == name.as_bytes())
+    }
+}
+
+impl Headers for EnvoyHeaders<'_> {
+    fn get(&self, name: &str) -> HeaderValue<'_> {
+        self.find(name)
     }
 }
 
@@ -95,12 +148,12 @@ impl Filter {
     /// `request_headers`: decide now, or park the request until a hash thread has verified.
     pub fn on_request_headers(&mut self, envoy: FilterEnvoyPtr) -> u32 {
         self.started = Instant::now();
-        let headers = EnvoyHeaders(envoy);
+        let headers = EnvoyHeaders::read(envoy);
         let step = with_request(&headers, |r| {
             self.config.module.engine.decide(r, Frontend::EnvoyModule)
         });
         match step {
-            Step::Done(d) => self.answer(envoy, d, false),
+            Step::Done(d) => self.answer(envoy, &headers, d, false),
             Step::Verify(pending) => {
                 // SAFETY: on the worker, inside the stream's hook.
                 let scheduler =
@@ -144,31 +197,29 @@ impl Filter {
         let Some((pending, ok)) = result else {
             return;
         };
-        let headers = EnvoyHeaders(envoy);
+        let headers = EnvoyHeaders::read(envoy);
         let d = with_request(&headers, |r| {
             self.config
                 .module
                 .engine
                 .decide_verified(r, Frontend::EnvoyModule, &pending, ok)
         });
-        self.answer(envoy, d, true);
+        self.answer(envoy, &headers, d, true);
     }
 
     /// Applies a decision. `resume`: the request was parked and must be let go explicitly.
-    fn answer(&mut self, envoy: FilterEnvoyPtr, d: Decision, resume: bool) -> u32 {
-        let m = &self.config.module;
+    fn answer(
+        &mut self,
+        envoy: FilterEnvoyPtr,
+        headers: &EnvoyHeaders<'_>,
+        d: Decision,
+        resume: bool,
+    ) -> u32 {
         let micros = self.started.elapsed().as_micros() as u64;
-        self.config.stats.decision(
-            envoy,
-            d.as_ref().err().map(|d| d.reason),
-            micros,
-            &m.pending,
-            &m.engine.replica,
-            &m.store_stats,
-        );
+        self.config.stats.latency(envoy, micros);
         match d {
             Ok(a) => {
-                self.allow(envoy, &a);
+                self.allow(envoy, headers, &a);
                 if resume {
                     // SAFETY: on the worker, in the stream's hook; nothing of this filter is
                     // borrowed across the call (Envoy may run its other hooks inside it).
@@ -194,39 +245,68 @@ impl Filter {
         }
     }
 
-    fn allow(&self, envoy: FilterEnvoyPtr, a: &Allow) {
+    /// Sets the identity headers this key has, and removes the identity and credential headers
+    /// the request carries that must not reach the upstream (each write costs Envoy a header
+    /// map update: absent ones are not touched).
+    fn allow(&self, envoy: FilterEnvoyPtr, headers: &EnvoyHeaders<'_>, a: &Allow) {
         let wire = &self.config.wire;
         let values = a.identity();
-        let set = |name: &str, value: Option<&str>| {
+        let write = |name: &str, value: Option<&str>, present: bool| {
+            let key = ModuleBuffer::of(name.as_bytes());
             let v = value.map_or(ModuleBuffer::NULL, |v| ModuleBuffer::of(v.as_bytes()));
-            // SAFETY: on the worker, in the stream's hook; Envoy copies name and value.
+            // SAFETY: on the worker, in the stream's hook; Envoy copies name and value. A header
+            // the request lacks is added (cheaper for Envoy than a replace); one it carries is
+            // replaced, or removed (a null value).
             unsafe {
-                abi::envoy_dynamic_module_callback_http_set_header(
-                    envoy,
-                    abi::REQUEST_HEADER,
-                    ModuleBuffer::of(name.as_bytes()),
-                    v,
-                );
-            }
-        };
-        for (name, value) in wire.identity.iter().zip(values) {
-            set(name, value);
-        }
-        for name in &wire.credentials {
-            set(name, None);
-        }
-        for (field, value) in ["key_id", "account", "scopes", "plan"].iter().zip(values) {
-            if let Some(v) = value {
-                // SAFETY: as above.
-                unsafe {
-                    abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string(
+                if present {
+                    abi::envoy_dynamic_module_callback_http_set_header(
                         envoy,
-                        ModuleBuffer::of(METADATA_NAMESPACE),
-                        ModuleBuffer::of(field.as_bytes()),
-                        ModuleBuffer::of(v.as_bytes()),
+                        abi::REQUEST_HEADER,
+                        key,
+                        v,
+                    );
+                } else {
+                    abi::envoy_dynamic_module_callback_http_add_header(
+                        envoy,
+                        abi::REQUEST_HEADER,
+                        key,
+                        v,
                     );
                 }
             }
+        };
+        for (name, value) in wire.identity.iter().zip(values) {
+            let present = headers.has(name);
+            if value.is_some() || present {
+                write(name, value, present);
+            }
+        }
+        for name in wire.credentials.iter().filter(|n| headers.has(n)) {
+            write(name, None, true);
+        }
+        let fields = ["key_id", "account", "scopes", "plan"];
+        let entries: Vec<ModuleKeyValue> = fields
+            .iter()
+            .zip(values)
+            .filter_map(|(k, v)| {
+                let v = v?;
+                Some(ModuleKeyValue {
+                    key_ptr: k.as_ptr(),
+                    key_len: k.len(),
+                    value_ptr: v.as_ptr(),
+                    value_len: v.len(),
+                })
+            })
+            .collect();
+        // SAFETY: as above; one call for the whole identity (each metadata write merges a
+        // protobuf Struct in Envoy).
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(
+                envoy,
+                ModuleBuffer::of(METADATA_NAMESPACE),
+                entries.as_ptr(),
+                entries.len(),
+            );
         }
     }
 }
@@ -253,7 +333,10 @@ fn delete_scheduler(w: &mut Waiting) {
 }
 
 /// Runs `f` on the core's request made from Envoy's headers.
-fn with_request<T>(headers: &EnvoyHeaders, f: impl FnOnce(&Request<'_, EnvoyHeaders>) -> T) -> T {
+fn with_request<'h, T>(
+    headers: &EnvoyHeaders<'h>,
+    f: impl FnOnce(&Request<'_, EnvoyHeaders<'h>>) -> T,
+) -> T {
     let text = |name: &str| headers.one(name).and_then(|v| std::str::from_utf8(v).ok());
     let r = Request {
         method: text(":method").unwrap_or(""),

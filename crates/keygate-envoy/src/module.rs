@@ -19,7 +19,7 @@ pub struct Module {
     pub settings: Arc<Settings>,
     pub engine: Arc<Engine>,
     pub store_stats: Arc<StoreStats>,
-    /// Verifications and cache hits seen on the hash threads, for the next stats flush.
+    /// Decisions, verifications and cache hits not yet in Envoy's stats.
     pub pending: Arc<Pending>,
     follower: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
 }
@@ -167,8 +167,10 @@ fn follow(
 }
 
 impl Observer for Pending {
-    /// Decisions are recorded by the filter, on the worker, where it can reach Envoy's stats.
-    fn decision(&self, _: keygate_authz::Frontend, _: Option<Reason>, _: f64) {}
+    /// Counted here; the latency is recorded by the filter, on the worker.
+    fn decision(&self, _: keygate_authz::Frontend, denied: Option<Reason>, _: f64) {
+        self.add_decision(denied);
+    }
 
     fn verification(&self, v: Verification) {
         self.add_verification(v);
