@@ -94,8 +94,8 @@ if [ "$pin" = auto ]; then
 fi
 command_line="$(
   for v in BENCH_SECONDS BENCH_WARMUP BENCH_CONNECTIONS BENCH_LOADGEN_STREAMS \
-    BENCH_LOADGEN_CONNECTIONS BENCH_ROUNDS BENCH_PIN BENCH_CPU_PROXY BENCH_CPU_OTHERS; do
-    if [ -n "${!v:-}" ]; then printf '%s=%s ' "$v" "${!v}"; fi
+    BENCH_LOADGEN_CONNECTIONS BENCH_ROUNDS BENCH_PIN BENCH_CPU_PROXY BENCH_CPU_OTHERS BENCH_ONLY; do
+    if [ -n "${!v:-}" ]; then printf '%s=%q ' "$v" "${!v}"; fi
   done
   printf 'bench/run.sh'
   if [ $# -gt 0 ]; then printf ' %s' "$@"; fi
