@@ -18,6 +18,12 @@ use common::redis_server::RedisServer;
 use common::{Harness, http_call, wait_until};
 use proxy::{Echo, Proxy, envoy_bin, envoy_module, start_envoy_module};
 
+/// A key made through the admin API: its id and the key itself.
+struct Created {
+    id: String,
+    key: String,
+}
+
 fn symbols(path: &std::path::Path, args: &[&str]) -> BTreeSet<String> {
     let out = Command::new("nm")
         .args(args)
@@ -153,7 +159,23 @@ async fn two_envoys_and_a_sidecar_share_one_redis() {
 
     // A key made through the sidecar's admin API works in both Envoys.
     let made = Instant::now();
-    let key = h.key("live", "acme", None).await;
+    let r = common::http_call_body(
+        h.running().admin.unwrap(),
+        "POST",
+        "/api/keys",
+        &[
+            ("authorization", &format!("Bearer {}", common::ADMIN_TOKEN)),
+            ("content-type", "application/json"),
+        ],
+        bytes::Bytes::from_static(br#"{"account":"acme","scheme":"live"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = r.json();
+    let key = Created {
+        id: v["id"].as_str().unwrap().to_string(),
+        key: v["key"].as_str().unwrap().to_string(),
+    };
     for p in [&a, &b] {
         wait_until(
             "the key to work in an Envoy",
@@ -309,6 +331,33 @@ async fn argon2_is_verified_off_the_worker_once_and_a_flood_does_not_stall_valid
         assert_eq!(f.await.unwrap(), 401);
     }
     assert!(p.alive());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_and_last_use_are_written_back_as_by_the_sidecar() {
+    let h = Harness::start().await;
+    let (p, _echo) = module_on(&h).await;
+    let key = h.key("live", "acme", None).await;
+    wait_until(
+        "the module to see the key",
+        Duration::from_secs(10),
+        || async { status(&p, &key.key, "/v1/x").await == 200 },
+    )
+    .await;
+    for _ in 0..4 {
+        assert_eq!(status(&p, &key.key, "/v1/x").await, 200);
+    }
+    // Five allowed by the module, none by the in-process sidecar: what the store holds came
+    // from the module's write-back.
+    wait_until(
+        "the module's usage in the store",
+        Duration::from_secs(20),
+        || async {
+            let u = common::json(h.manager.usage("acme").await.unwrap());
+            u["keys"][0]["total"].as_u64() == Some(5) && u["keys"][0]["lastUsedAt"].is_string()
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
