@@ -73,6 +73,9 @@ fn record(scheme: &Scheme, id: String, hash: KeyHash, account: String) -> KeyRec
         last_used_at: None,
         replaces: None,
         replaced_by: None,
+        rate_limits: None,
+        credits: None,
+        credits_version: 0,
         version: 1,
     }
 }

@@ -435,6 +435,9 @@ fn cold_record(i: usize) -> (KeyRecord, String) {
         last_used_at: None,
         replaces: None,
         replaced_by: None,
+        rate_limits: None,
+        credits: None,
+        credits_version: 0,
         version: 1,
     };
     (rec, key)

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use keygate::admin::ManageError;
-use keygate::admin::manage::{CreateKey, ImportKey, Manager};
-use keygate::admin::views::Revoked;
+use keygate::admin::manage::Manager;
 use keygate::config::Settings;
 use keygate::store::Store;
+
+mod cli_keys;
 
 #[derive(Parser)]
 #[command(
@@ -43,7 +44,7 @@ enum Command {
     Health,
     /// Manage keys.
     #[command(subcommand)]
-    Keys(Keys),
+    Keys(cli_keys::Keys),
     /// Manage accounts.
     #[command(subcommand)]
     Accounts(Accounts),
@@ -56,53 +57,6 @@ enum Command {
     Audit {
         #[arg(long)]
         account: Option<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum Keys {
-    /// Create a key; prints it once.
-    Create {
-        #[arg(long)]
-        account: String,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long)]
-        scheme: Option<String>,
-        /// Restrict the key to a scope (repeatable). Without it the key may call every route.
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        /// RFC 3339 UTC expiry time.
-        #[arg(long)]
-        expires_at: Option<String>,
-    },
-    /// List keys (never the keys themselves).
-    List {
-        #[arg(long)]
-        account: Option<String>,
-    },
-    /// Revoke a key, irreversibly.
-    Revoke { id: String },
-    /// Issue a replacement; the old key is revoked now or after --grace (e.g. 1h, 30m).
-    Rotate {
-        id: String,
-        #[arg(long)]
-        grace: Option<humantime::Duration>,
-    },
-    /// Import an existing SHA-256 digest (hex) for a sha256 scheme.
-    Import {
-        #[arg(long)]
-        account: String,
-        #[arg(long)]
-        scheme: String,
-        #[arg(long)]
-        sha256: String,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long = "scope")]
-        scopes: Vec<String>,
-        #[arg(long)]
-        expires_at: Option<String>,
     },
 }
 
@@ -190,63 +144,9 @@ async fn run(command: Command, settings: Settings, config: PathBuf) -> ExitCode 
     };
     let m = Manager::new(settings, store, None);
     let actor = "cli";
-    let opt_scopes = |s: Vec<String>| (!s.is_empty()).then_some(s);
-    // Each answer as the admin API gives it: the same view types, the same JSON.
-    fn json<T: serde::Serialize>(
-        r: Result<T, ManageError>,
-    ) -> Result<serde_json::Value, ManageError> {
-        r.map(|v| serde_json::to_value(v).unwrap_or_default())
-    }
+    use cli_keys::json;
     let result: Result<serde_json::Value, ManageError> = match command {
-        Command::Keys(Keys::Create {
-            account,
-            name,
-            scheme,
-            scopes,
-            expires_at,
-        }) => json(
-            m.create_key(
-                actor,
-                CreateKey {
-                    account,
-                    name,
-                    scheme,
-                    scopes: opt_scopes(scopes),
-                    expires_at,
-                },
-            )
-            .await,
-        ),
-        Command::Keys(Keys::List { account }) => json(m.list_keys(account.as_deref()).await),
-        Command::Keys(Keys::Revoke { id }) => json(
-            m.revoke_key(actor, &id)
-                .await
-                .map(|()| Revoked { success: true }),
-        ),
-        Command::Keys(Keys::Rotate { id, grace }) => {
-            json(m.rotate_key(actor, &id, grace.map(|g| g.as_secs())).await)
-        }
-        Command::Keys(Keys::Import {
-            account,
-            scheme,
-            sha256,
-            name,
-            scopes,
-            expires_at,
-        }) => json(
-            m.import_key(
-                actor,
-                ImportKey {
-                    account,
-                    scheme,
-                    sha256,
-                    name,
-                    scopes: opt_scopes(scopes),
-                    expires_at,
-                },
-            )
-            .await,
-        ),
+        Command::Keys(keys) => cli_keys::run(&m, actor, keys).await,
         Command::Accounts(Accounts::Get { id }) => json(m.get_account(&id).await),
         Command::Accounts(Accounts::Set { id, plan, status }) => json(
             m.set_account(actor, &id, plan.map(Some), status.as_deref())

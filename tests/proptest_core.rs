@@ -574,6 +574,9 @@ fn build_records(spec: &TableSpec) -> (Vec<KeyRecord>, Vec<Account>) {
                 last_used_at: None,
                 replaces: None,
                 replaced_by: None,
+                rate_limits: None,
+                credits: None,
+                credits_version: 0,
                 version: 1,
             }
         })

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ManageError;
-use super::manage::{CreateKey, Manager};
+use super::manage::{CreateKey, Manager, UpdateKey};
 use super::throttle::{Refusal, Throttle};
 use super::views::Revoked;
 use crate::server::listener::Peer;
@@ -75,7 +75,9 @@ pub fn router(admin: Arc<Admin>) -> Router {
         )
         .route(
             "/api/keys/{id}",
-            delete(revoke_key).fallback(allow("DELETE")),
+            delete(revoke_key)
+                .patch(update_key)
+                .fallback(allow("DELETE, PATCH")),
         )
         .route(
             "/api/keys/{id}/rotate",
@@ -104,6 +106,14 @@ type Ok<T> = Result<T, ApiError>;
 async fn create_key(State(a): State<Arc<Admin>>, JsonBody(c): JsonBody<CreateKey>) -> Ok<Response> {
     let created = a.manager.create_key(&a.label, c).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn update_key(
+    State(a): State<Arc<Admin>>,
+    Id(id): Id,
+    JsonBody(u): JsonBody<UpdateKey>,
+) -> Ok<Response> {
+    Ok(Json(a.manager.update_key(&a.label, &id, u).await?).into_response())
 }
 
 async fn list_keys(State(a): State<Arc<Admin>>, AccountFilter(f): AccountFilter) -> Ok<Response> {

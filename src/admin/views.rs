@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::core::key::{Account, KeyRecord};
+use crate::core::limit::{Credits, RateLimit};
 use crate::store::state::{AuditEvent, DAY};
 
 /// RFC 3339 in UTC, to the second.
@@ -57,6 +58,10 @@ pub struct KeyView {
     pub replaces: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replaced_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<Vec<RateLimit>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits: Option<Credits>,
 }
 
 impl From<&KeyRecord> for KeyView {
@@ -74,6 +79,8 @@ impl From<&KeyRecord> for KeyView {
             revoked_at: k.revoked_at.map(rfc3339),
             replaces: k.replaces.clone(),
             replaced_by: k.replaced_by.clone(),
+            rate_limits: k.rate_limits.clone(),
+            credits: k.credits.clone(),
         }
     }
 }

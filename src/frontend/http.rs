@@ -1,7 +1,7 @@
 //! The HTTP listener: routes `/auth` (nginx), `/ext_authz/…` (Envoy HTTP mode) and the ops
 //! endpoints, and holds what those frontends share: header access over `http::HeaderMap`,
-//! the identity header names and Envoy's remove lists made once per config, and a denial as
-//! an HTTP response.
+//! the identity header names and Envoy's remove lists made once per config, the `RateLimit`
+//! fields, and a denial as an HTTP response.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -80,7 +80,20 @@ pub(super) fn allowed(auth: &Authorizer, a: &Allow, envoy: bool) -> Response<Bod
     if envoy {
         h.insert(ENVOY_REMOVE.clone(), names.envoy_remove[mask].clone());
     }
+    if let Some(l) = &a.limit {
+        put_fields(h, l.headers(false));
+    }
     r
+}
+
+/// The `RateLimit` fields (names from the core, values it formats from numbers and limit
+/// names restricted to token characters).
+fn put_fields(h: &mut http::HeaderMap, fields: Vec<(&'static str, String)>) {
+    for (k, v) in fields {
+        if let Ok(v) = HeaderValue::try_from(v) {
+            h.insert(HeaderName::from_static(k), v);
+        }
+    }
 }
 
 static ENVOY_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
@@ -132,5 +145,6 @@ pub fn denied(d: &Denial) -> Response<Body> {
     {
         h.insert(header::WWW_AUTHENTICATE, v);
     }
+    put_fields(h, d.limit_headers());
     r
 }

@@ -260,7 +260,7 @@ async fn unknown_keys_and_accounts_are_404() {
     // An endpoint asked with a method it does not take: 405 naming the ones it does.
     for (method, uri, allow) in [
         ("PATCH", "/api/keys", "GET, POST"),
-        ("GET", "/api/keys/nope", "DELETE"),
+        ("GET", "/api/keys/nope", "DELETE, PATCH"),
         ("GET", "/api/keys/nope/rotate", "POST"),
         ("DELETE", "/api/accounts/acme", "GET, PUT"),
         ("POST", "/api/accounts/acme/usage", "GET"),

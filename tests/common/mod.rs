@@ -141,7 +141,7 @@ impl Harness {
                     name: None,
                     scheme: Some(scheme.into()),
                     scopes: scopes.map(|s| s.iter().map(|x| x.to_string()).collect()),
-                    expires_at: None,
+                    ..Default::default()
                 },
             )
             .await

@@ -1,7 +1,7 @@
 //! The authorizer every data plane calls: it takes the current table snapshot and policy,
 //! runs the pure core, hands the Argon2 step to the [`Verifier`] when the core asks for it and
-//! decides again on the newest snapshot once it is done, and records each decision (observer,
-//! usage counts) from the typed outcome.
+//! decides again on the newest snapshot once it is done, counts an allow against its rate
+//! limits, and records each decision (observer, usage counts) from the typed outcome.
 //!
 //! Two ways to call it: [`Engine::check`] for an async caller (the sidecar), and
 //! [`Engine::decide`] / [`Engine::verify`] / [`Engine::decide_verified`] for a caller that
@@ -20,6 +20,7 @@ use keygate_store::replica::Replica;
 use keygate_store::usage::UsageCounter;
 use zeroize::Zeroizing;
 
+use crate::limiter::Limiter;
 use crate::observe::{Frontend, Observer};
 use crate::verify::Verifier;
 
@@ -66,6 +67,7 @@ pub struct Engine {
     policy: ArcSwap<Policy>,
     pub replica: Arc<Replica>,
     pub usage: UsageCounter,
+    pub limiter: Limiter,
     verifier: Verifier,
     observer: Arc<dyn Observer>,
 }
@@ -81,6 +83,7 @@ impl Engine {
             policy: ArcSwap::new(policy),
             replica,
             usage: UsageCounter::default(),
+            limiter: Limiter::default(),
             verifier: Verifier::new(
                 limits.concurrency,
                 limits.failures_per_minute,
@@ -175,7 +178,7 @@ impl Engine {
 
     fn record(&self, o: Outcome<'_>, frontend: Frontend, now: i64, start: Instant) -> Decision {
         let decision = match o {
-            Outcome::Allow(a) => Ok(a),
+            Outcome::Allow(a) => self.count(a, now),
             Outcome::Deny(d) => Err(d),
             // Only reachable if the key was replaced by one with another hash mid-request.
             Outcome::NeedsVerify { .. } => Err(unknown()),
@@ -200,6 +203,29 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Counts an allow against its limits: the allow with the tightest limit's state, or the
+    /// refusal of the limit without room.
+    fn count(&self, mut a: Allow, now: i64) -> Decision {
+        if let Some(limits) = &a.limits {
+            match self.limiter.take(limits, &a.key, now) {
+                Ok(s) => a.limit = Some(s),
+                Err(s) => {
+                    return Err(Denial {
+                        reason: Reason::RateLimited,
+                        bearer: a.bearer,
+                        presented: true,
+                        scope: None,
+                        account_status: None,
+                        limit: Some(s),
+                    });
+                }
+            }
+        }
+        Ok(a)
+    }
+}
+
 fn unknown() -> Denial {
     Denial {
         reason: Reason::Unknown,
@@ -207,5 +233,6 @@ fn unknown() -> Denial {
         presented: true,
         scope: None,
         account_status: None,
+        limit: None,
     }
 }

@@ -5,10 +5,12 @@
 //!
 //! # Layout
 //! - [`engine`]: the authorizer: first pass, verification, second pass; sync and async.
+//! - [`limiter`]: rate limit counters over fixed windows.
 //! - [`verify`]: the hash thread pool, the verification cache and the failure throttle.
 //! - [`observe`]: the bounded labels (frontend, verification) and the observer trait.
 
 pub mod engine;
+pub mod limiter;
 pub mod observe;
 pub mod verify;
 

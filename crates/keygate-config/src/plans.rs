@@ -1,7 +1,8 @@
-//! `plans`: per-plan key limits and API access.
+//! `plans`: per-plan key limits, API access and rate limits.
 
 use std::collections::BTreeMap;
 
+use keygate_core::limit::{RateLimit, check_limits};
 use keygate_core::policy::Plan;
 use serde::Deserialize;
 
@@ -15,6 +16,8 @@ pub struct RawPlan {
     pub max_keys: Option<u32>,
     /// `false` refuses every request of the plan's accounts with 403.
     pub api_access: Option<bool>,
+    /// Limits on every key of the plan without its own; all must pass.
+    pub rate_limits: Vec<RateLimit>,
 }
 
 pub fn compile(raw: &BTreeMap<String, RawPlan>, p: &mut Problems) -> BTreeMap<String, Plan> {
@@ -26,11 +29,15 @@ pub fn compile(raw: &BTreeMap<String, RawPlan>, p: &mut Problems) -> BTreeMap<St
         if rp.max_keys == Some(0) {
             p.push(format!("plans.{name}.max_keys"), "must be at least 1");
         }
+        if let Err((at, why)) = check_limits(&rp.rate_limits) {
+            p.push(format!("plans.{name}.rate_limits{at}"), why);
+        }
         plans.insert(
             name.clone(),
             Plan {
                 max_keys: rp.max_keys,
                 api_access: rp.api_access.unwrap_or(true),
+                rate_limits: rp.rate_limits.clone().into(),
             },
         );
     }
@@ -50,6 +57,7 @@ mod tests {
                 RawPlan {
                     max_keys: None,
                     api_access: Some(false),
+                    ..RawPlan::default()
                 },
             ),
             (
@@ -57,6 +65,7 @@ mod tests {
                 RawPlan {
                     max_keys: Some(0),
                     api_access: None,
+                    ..RawPlan::default()
                 },
             ),
         ]

@@ -9,6 +9,7 @@ pub use super::outcome::{Denial, Reason};
 
 use super::credential::{self, CredentialError, Presented};
 use super::key::{AccountStatus, KeyHash, sha256};
+use super::limit::{LimitState, RateLimit};
 use super::path::{PathError, Target};
 use super::request::{Headers, Request};
 use super::route::{Route, RouteTable};
@@ -21,6 +22,11 @@ pub struct Allow {
     pub key: Arc<KeyEntry>,
     pub plan: Option<Arc<str>>,
     pub bearer: bool,
+    /// The limits that apply: the key's own, else its plan's; `None`: none.
+    pub limits: Option<Arc<[RateLimit]>>,
+    /// Once the limits were counted: where the request stands against the tightest one, for
+    /// the `RateLimit` fields of the response.
+    pub limit: Option<LimitState>,
 }
 
 impl Allow {
@@ -88,6 +94,7 @@ pub fn decide<'r, H: Headers + ?Sized>(
             presented,
             scope: None,
             account_status: None,
+            limit: None,
         })
     };
     if !table.is_loaded() {
@@ -156,6 +163,7 @@ pub fn decide<'r, H: Headers + ?Sized>(
             presented: true,
             scope: None,
             account_status: (a.status != AccountStatus::Active).then_some(a.status),
+            limit: None,
         });
     }
     if let Err(d) = permits(route, entry, &p) {
@@ -179,10 +187,17 @@ pub fn decide<'r, H: Headers + ?Sized>(
             }
         }
     }
+    let limits = entry
+        .limits()
+        .or(account.map(|a| &a.limits))
+        .filter(|l| !l.is_empty())
+        .cloned();
     Outcome::Allow(Allow {
         key: entry.clone(),
         plan,
         bearer: p.bearer,
+        limits,
+        limit: None,
     })
 }
 
@@ -194,6 +209,7 @@ fn permits(route: Option<&Route>, entry: &KeyEntry, p: &Presented<'_>) -> Result
         presented: true,
         scope,
         account_status: None,
+        limit: None,
     };
     let Some(route) = route.filter(|r| r.schemes.contains(&p.scheme)) else {
         return Err(deny(Reason::NoRoute, None));

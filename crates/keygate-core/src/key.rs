@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::limit::{Credits, RateLimit};
 use super::scheme::{HashKind, ID_LEN, SECRET_LEN, Scheme};
 
 /// A stored key hash.
@@ -191,6 +192,16 @@ pub struct KeyRecord {
     pub replaces: Option<String>,
     #[serde(default)]
     pub replaced_by: Option<String>,
+    /// The key's own limits, in place of its plan's; `Some(vec![])`: none at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<Vec<RateLimit>>,
+    /// Credits as last set; what is left of them lives with the store's counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credits: Option<Credits>,
+    /// The version at which `credits` was last set, so that every instance's counter starts
+    /// over from the new value exactly once.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub credits_version: u64,
     /// Bumped on every change that can affect a decision.
     #[serde(default)]
     pub version: u64,
@@ -203,16 +214,34 @@ impl KeyRecord {
     }
 }
 
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
 mod hex32 {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use serde::{Deserializer, Serializer, de::Error};
 
     pub fn serialize<S: Serializer>(d: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::to_hex(d))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
-        let s = <&str>::deserialize(d).map_err(|_| D::Error::custom("expected a hex string"))?;
-        super::from_hex32(s).ok_or_else(|| D::Error::custom("expected 64 hex digits"))
+        d.deserialize_str(Hex32)
+    }
+
+    /// Takes borrowed and owned strings alike, allocating for neither.
+    struct Hex32;
+
+    impl serde::de::Visitor<'_> for Hex32 {
+        type Value = [u8; 32];
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("64 hex digits")
+        }
+
+        fn visit_str<E: Error>(self, s: &str) -> Result<[u8; 32], E> {
+            super::from_hex32(s).ok_or_else(|| E::custom("expected 64 hex digits"))
+        }
     }
 }
 

@@ -15,6 +15,8 @@
 //! - [`credential`]: finding and parsing the presented key for the route's schemes.
 //! - [`scheme`]: how a key is presented, shaped and stored.
 //! - [`key`]: key and account records, generation, SHA-256 and Argon2id hashing.
+//! - [`limit`]: rate limits and credits: definitions, window and refill arithmetic, the
+//!   `RateLimit` fields.
 //! - [`route`]: compiled routes, first match wins.
 //! - [`policy`]: schemes, routes, plans and identity header names, as one value.
 //! - [`table`]: the immutable key table snapshot, built whole or derived from the last one.
@@ -25,6 +27,7 @@
 pub mod credential;
 pub mod decide;
 pub mod key;
+pub mod limit;
 pub mod outcome;
 pub mod path;
 pub mod policy;

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::key::AccountStatus;
+use super::limit::LimitState;
 
 /// Why a request was refused; the `reason` label of metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,10 +22,14 @@ pub enum Reason {
     NotReady,
     /// A path no request may carry (a valid key was presented): see [`super::path`].
     BadPath,
+    /// Over one of the key's rate limits.
+    RateLimited,
+    /// Out of credits.
+    Quota,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::Unknown,
@@ -35,6 +40,8 @@ impl Reason {
         Reason::NoRoute,
         Reason::NotReady,
         Reason::BadPath,
+        Reason::RateLimited,
+        Reason::Quota,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +56,8 @@ impl Reason {
             Reason::NoRoute => "no_route",
             Reason::NotReady => "not_ready",
             Reason::BadPath => "bad_path",
+            Reason::RateLimited => "rate_limited",
+            Reason::Quota => "quota",
         }
     }
 }
@@ -66,6 +75,8 @@ pub struct Denial {
     pub scope: Option<Arc<str>>,
     /// Account denials: the account's status, or `None` for a plan without API access.
     pub account_status: Option<AccountStatus>,
+    /// Rate limit and quota denials: the limit that refused.
+    pub limit: Option<LimitState>,
 }
 
 /// The generic message of every 401, so a client learns nothing about which keys exist.
@@ -75,6 +86,8 @@ const UNAUTHORIZED_BODY: &str =
 const UNAVAILABLE_BODY: &str =
     r#"{"error":"unavailable","message":"The key table is not loaded yet"}"#;
 const BAD_PATH_BODY: &str = r#"{"error":"bad_request","message":"Malformed request path"}"#;
+const RATE_LIMITED_BODY: &str = r#"{"error":"rate_limited","message":"Rate limit exceeded"}"#;
+const QUOTA_BODY: &str = r#"{"error":"quota_exceeded","message":"Usage quota exhausted"}"#;
 
 /// gRPC status codes of the denials (`google.rpc.Code`), so that the frontends map nothing.
 pub mod grpc_code {
@@ -95,6 +108,7 @@ impl Denial {
             | Reason::Expired => 401,
             Reason::Account | Reason::Scope | Reason::NoRoute => 403,
             Reason::BadPath => 400,
+            Reason::RateLimited | Reason::Quota => 429,
             Reason::NotReady => 503,
         }
     }
@@ -116,6 +130,8 @@ impl Denial {
             400 => "bad_request",
             401 => "unauthorized",
             403 => "forbidden",
+            429 if self.reason == Reason::Quota => "quota_exceeded",
+            429 => "rate_limited",
             _ => "unavailable",
         }
     }
@@ -134,6 +150,8 @@ impl Denial {
             Reason::NoRoute => Cow::Borrowed("No route allows this request"),
             Reason::NotReady => Cow::Borrowed("The key table is not loaded yet"),
             Reason::BadPath => Cow::Borrowed("Malformed request path"),
+            Reason::RateLimited => Cow::Borrowed("Rate limit exceeded"),
+            Reason::Quota => Cow::Borrowed("Usage quota exhausted"),
             _ => Cow::Borrowed(UNAUTHORIZED_MESSAGE),
         }
     }
@@ -143,11 +161,20 @@ impl Denial {
         match self.status() {
             400 => Cow::Borrowed(BAD_PATH_BODY),
             401 => Cow::Borrowed(UNAUTHORIZED_BODY),
+            429 if self.reason == Reason::Quota => Cow::Borrowed(QUOTA_BODY),
+            429 => Cow::Borrowed(RATE_LIMITED_BODY),
             503 => Cow::Borrowed(UNAVAILABLE_BODY),
             _ => Cow::Owned(
                 serde_json::json!({"error": self.error(), "message": self.message()}).to_string(),
             ),
         }
+    }
+
+    /// The `RateLimit-Policy`, `RateLimit` and `Retry-After` fields of a 429.
+    pub fn limit_headers(&self) -> Vec<(&'static str, String)> {
+        self.limit
+            .as_ref()
+            .map_or_else(Vec::new, |l| l.headers(true))
     }
 
     /// `WWW-Authenticate` per RFC 6750, for Bearer schemes.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::limit::RateLimit;
 use super::route::RouteTable;
 use super::scheme::Scheme;
 
@@ -14,6 +15,8 @@ pub struct Plan {
     pub max_keys: Option<u32>,
     /// `false` refuses the plan's accounts with 403.
     pub api_access: bool,
+    /// Limits on every key of the plan that has none of its own.
+    pub rate_limits: Arc<[RateLimit]>,
 }
 
 /// Lowercased names of the headers an allow sets for the upstream.

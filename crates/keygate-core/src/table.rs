@@ -11,6 +11,7 @@ use compact_str::CompactString;
 use hashbrown::HashTable;
 
 use super::key::{Account, AccountStatus, KeyHash, KeyRecord};
+use super::limit::{Credits, RateLimit};
 use super::policy::Plan;
 use super::scheme::Scheme;
 
@@ -33,15 +34,25 @@ pub struct KeyEntry {
     /// Unix seconds; `i64::MAX` for a key that never expires.
     expires_at: i64,
     pub version: u64,
-    /// Keyed digest of the key that last verified against `hash`; only Argon2 entries have
-    /// the slot. It lives and dies with this entry, so a change of the record (which makes a
-    /// new entry) drops it.
-    verified: Option<Box<OnceLock<[u8; 32]>>>,
+    /// What only some keys have, behind one pointer: `None` for a SHA-256 key without limits
+    /// or credits of its own. It lives and dies with this entry, so a change of the record
+    /// (which makes a new entry) drops the verification it remembers.
+    extra: Option<Box<Extra>>,
     scheme: u16,
     pub revoked: bool,
 }
 
 impl KeyEntry {
+    /// The key's own limits, in place of its plan's.
+    pub fn limits(&self) -> Option<&Arc<[RateLimit]>> {
+        self.extra.as_ref()?.limits.as_ref()
+    }
+
+    /// The key's credits as last set, and the record version that set them.
+    pub fn credits(&self) -> Option<&(Credits, u64)> {
+        self.extra.as_ref()?.credits.as_ref()
+    }
+
     /// Index of the key's scheme in the configured schemes.
     pub fn scheme(&self) -> usize {
         usize::from(self.scheme)
@@ -53,12 +64,12 @@ impl KeyEntry {
 
     /// The keyed digest of the key that last verified (Argon2 entries).
     pub fn verified(&self) -> Option<&[u8; 32]> {
-        self.verified.as_ref()?.get()
+        self.extra.as_ref()?.verified.as_ref()?.get()
     }
 
     /// Remembers a successful verification; the first one wins, later ones are the same key.
     pub fn set_verified(&self, digest: [u8; 32]) {
-        if let Some(v) = &self.verified {
+        if let Some(v) = self.extra.as_ref().and_then(|x| x.verified.as_ref()) {
             let _ = v.set(digest);
         }
     }
@@ -75,6 +86,15 @@ impl std::fmt::Debug for KeyEntry {
     }
 }
 
+/// The parts of a [`KeyEntry`] most keys lack.
+#[derive(Debug, Default)]
+struct Extra {
+    /// Keyed digest of the key that last verified against the hash; Argon2 entries only.
+    verified: Option<OnceLock<[u8; 32]>>,
+    limits: Option<Arc<[RateLimit]>>,
+    credits: Option<(Credits, u64)>,
+}
+
 /// What the core needs of an account.
 #[derive(Debug, Clone)]
 pub struct AccountEntry {
@@ -82,6 +102,8 @@ pub struct AccountEntry {
     pub status: AccountStatus,
     /// From the plan; an account on a plan missing from the config has no access.
     pub api_access: bool,
+    /// The plan's limits.
+    pub limits: Arc<[RateLimit]>,
     pub version: u64,
 }
 
@@ -337,7 +359,13 @@ impl Table {
             hash: rec.hash.clone(),
             expires_at: rec.expires_at.unwrap_or(i64::MAX),
             version: rec.version,
-            verified: argon2.then(Box::default),
+            extra: (argon2 || rec.rate_limits.is_some() || rec.credits.is_some()).then(|| {
+                Box::new(Extra {
+                    verified: argon2.then(OnceLock::new),
+                    limits: rec.rate_limits.as_deref().map(Arc::from),
+                    credits: rec.credits.clone().map(|c| (c, rec.credits_version)),
+                })
+            }),
             scheme,
             revoked: rec.revoked_at.is_some(),
         });
@@ -357,10 +385,9 @@ impl Table {
     }
 
     pub fn upsert_account(&mut self, plans: &BTreeMap<String, Plan>, a: &Account) {
-        let api_access = match &a.plan {
-            None => true,
-            Some(p) => plans.get(p).is_some_and(|p| p.api_access),
-        };
+        let plan = a.plan.as_deref().and_then(|p| plans.get(p));
+        let api_access = a.plan.is_none() || plan.is_some_and(|p| p.api_access);
+        let limits = plan.map_or_else(|| Arc::from([]), |p| p.rate_limits.clone());
         let plan = a.plan.as_deref().map(|p| self.intern(p));
         let id = self.intern(&a.id);
         self.accounts.insert(
@@ -369,6 +396,7 @@ impl Table {
                 plan,
                 status: a.status,
                 api_access,
+                limits,
                 version: a.version,
             },
         );

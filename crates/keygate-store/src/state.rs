@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use keygate_core::key::{Account, KeyRecord};
+use keygate_core::limit::{Credits, RateLimit};
 
 /// Seconds in a UTC day; usage is counted per `unix_seconds / DAY`.
 pub const DAY: i64 = 86_400;
@@ -86,6 +87,44 @@ pub enum Change {
     PutAccount {
         account: Account,
     },
+    /// Sets the fields `update` names on key `id` (not a revoked one).
+    UpdateKey {
+        id: String,
+        update: KeyUpdate,
+    },
+}
+
+/// The fields a key update sets: `None` leaves one as it is, `Some(None)` clears it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyUpdate {
+    pub name: Option<Option<String>>,
+    pub scopes: Option<Option<Vec<String>>>,
+    pub expires_at: Option<Option<i64>>,
+    pub rate_limits: Option<Option<Vec<RateLimit>>>,
+    pub credits: Option<Option<Credits>>,
+}
+
+impl KeyUpdate {
+    fn apply_to(self, k: &mut KeyRecord) {
+        k.version += 1;
+        if let Some(v) = self.name {
+            k.name = v;
+        }
+        if let Some(v) = self.scopes {
+            k.scopes = v;
+        }
+        if let Some(v) = self.expires_at {
+            k.expires_at = v;
+        }
+        if let Some(v) = self.rate_limits {
+            k.rate_limits = v;
+        }
+        if let Some(v) = self.credits {
+            // Setting credits starts every counter over from the new value.
+            k.credits = v;
+            k.credits_version = k.version;
+        }
+    }
 }
 
 /// A write the rules refuse.
@@ -162,6 +201,13 @@ impl State {
             }
             Change::PutAccount { account } => {
                 self.accounts.insert(account.id.clone(), account);
+            }
+            Change::UpdateKey { id, update } => {
+                let k = self.keys.get_mut(&id).ok_or(ChangeError::KeyNotFound)?;
+                if k.revoked_at.is_some() {
+                    return Err(ChangeError::KeyRevoked);
+                }
+                update.apply_to(k);
             }
         }
         self.revision += 1;

@@ -1,4 +1,4 @@
-//! Key operations: create, import (an existing SHA-256 digest), list, revoke, rotate.
+//! Key operations: create, import (an existing SHA-256 digest), update, list, revoke, rotate.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -7,8 +7,9 @@ use super::{Manager, check_account};
 use crate::admin::error::{ManageError, bad};
 use crate::admin::views::{Created, KeyList, KeyView};
 use crate::core::key::{self, KeyHash, KeyRecord};
+use crate::core::limit::{Credits, RateLimit, check_limits};
 use crate::service::unix_now;
-use crate::store::state::{Change, DAY};
+use crate::store::state::{Change, DAY, KeyUpdate};
 
 /// `POST /api/keys` and `keygate keys create`.
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +24,57 @@ pub struct CreateKey {
     pub scopes: Option<Vec<String>>,
     #[serde(default)]
     pub expires_at: Option<String>,
+    /// In place of the plan's limits; `[]`: none.
+    #[serde(default)]
+    pub rate_limits: Option<Vec<RateLimit>>,
+    #[serde(default)]
+    pub credits: Option<Credits>,
+}
+
+/// `PATCH /api/keys/{id}` and `keygate keys update`: absent fields are kept, `null` clears.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateKey {
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub scopes: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub rate_limits: Option<Option<Vec<RateLimit>>>,
+    #[serde(default, deserialize_with = "present")]
+    pub credits: Option<Option<Credits>>,
+}
+
+/// A field that was sent, `null` or not.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Most credits a key may hold or be refilled to.
+const MAX_CREDITS: u64 = 1 << 50;
+
+fn check_budgets(
+    limits: Option<&[RateLimit]>,
+    credits: Option<&Credits>,
+) -> Result<(), ManageError> {
+    if let Some(l) = limits {
+        check_limits(l).map_err(|(at, why)| bad("rateLimits", format!("{at}: {why}")))?;
+    }
+    if let Some(c) = credits {
+        if c.remaining > MAX_CREDITS {
+            return Err(bad("credits", format!("remaining: at most {MAX_CREDITS}")));
+        }
+        if let Some(r) = &c.refill
+            && !(1..=MAX_CREDITS).contains(&r.amount)
+        {
+            return Err(bad("credits", format!("refill.amount: 1 to {MAX_CREDITS}")));
+        }
+    }
+    Ok(())
 }
 
 /// `keygate keys import`: an existing SHA-256 digest from another system.
@@ -46,10 +98,13 @@ impl Manager {
         check_account("account", &req.account)?;
         let si = self.scheme(req.scheme.as_deref())?;
         let expires = self.check_common(&req.name, &req.scopes, &req.expires_at, now)?;
+        check_budgets(req.rate_limits.as_deref(), req.credits.as_ref())?;
         let plan = self.account_plan(&req.account).await?;
-        let (rec, nk) = self
+        let (mut rec, nk) = self
             .new_record(si, &req.account, req.name, req.scopes, expires, now)
             .await?;
+        rec.rate_limits = req.rate_limits;
+        rec.credits = req.credits;
         let ev = self.event(actor, "key.created", &rec.account, Some(&rec.id), now);
         let out = Self::created(&rec, &nk);
         self.write(
@@ -95,6 +150,9 @@ impl Manager {
             last_used_at: None,
             replaces: None,
             replaced_by: None,
+            rate_limits: None,
+            credits: None,
+            credits_version: 0,
             version: 1,
         };
         let view = KeyView::from(&rec);
@@ -108,6 +166,47 @@ impl Manager {
         )
         .await?;
         Ok(view)
+    }
+
+    pub async fn update_key(
+        &self,
+        actor: &str,
+        id: &str,
+        req: UpdateKey,
+    ) -> Result<KeyView, ManageError> {
+        let now = unix_now();
+        let none = None;
+        let name = req.name.as_ref().unwrap_or(&none);
+        let scopes = req.scopes.as_ref().map_or(&None, |s| s);
+        self.check_common(name, scopes, &None, now)?;
+        let expires_at = match req.expires_at {
+            None => None,
+            Some(None) => Some(None),
+            Some(t) => Some(self.check_common(&None, &None, &t, now)?),
+        };
+        check_budgets(
+            req.rate_limits.as_ref().and_then(|l| l.as_deref()),
+            req.credits.as_ref().and_then(|c| c.as_ref()),
+        )?;
+        let k = self.store.get_key(id).await?.ok_or(ManageError::NotFound)?;
+        let ev = self.event(actor, "key.updated", &k.account, Some(id), now);
+        let update = KeyUpdate {
+            name: req.name,
+            scopes: req.scopes,
+            expires_at,
+            rate_limits: req.rate_limits,
+            credits: req.credits,
+        };
+        self.write(
+            Change::UpdateKey {
+                id: id.to_string(),
+                update,
+            },
+            ev,
+        )
+        .await?;
+        let k = self.store.get_key(id).await?.ok_or(ManageError::NotFound)?;
+        Ok(KeyView::from(&k))
     }
 
     pub async fn list_keys(&self, account: Option<&str>) -> Result<KeyList, ManageError> {
@@ -161,6 +260,8 @@ impl Manager {
             )
             .await?;
         rec.replaces = Some(id.to_string());
+        rec.rate_limits = old.rate_limits.clone();
+        rec.credits = old.credits.clone();
         let mut ev = self.event(actor, "key.rotated", &old.account, Some(&rec.id), now);
         ev.detail = Some(json!({"replaces": id, "gracePeriodSeconds": grace_seconds.unwrap_or(0)}));
         let out = Self::created(&rec, &nk);

@@ -11,7 +11,7 @@ mod keys;
 
 use std::sync::Arc;
 
-pub use keys::{CreateKey, ImportKey};
+pub use keys::{CreateKey, ImportKey, UpdateKey};
 // Where callers found them before views and errors had files of their own.
 pub use super::error::ManageError;
 pub use super::views::{Created, KeyView, rfc3339};
@@ -136,6 +136,9 @@ impl Manager {
             last_used_at: None,
             replaces: None,
             replaced_by: None,
+            rate_limits: None,
+            credits: None,
+            credits_version: 0,
             version: 1,
         };
         Ok((rec, nk))

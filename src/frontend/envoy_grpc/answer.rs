@@ -27,16 +27,23 @@ pub enum Answer {
 pub struct AllowAnswer {
     pub(super) policy: Arc<Policy>,
     pub(super) allow: Allow,
+    /// The `RateLimit` fields for the client, formatted once for both passes.
+    fields: Vec<(&'static str, String)>,
     ok_len: usize,
     meta_len: usize,
 }
 
 impl AllowAnswer {
     pub(super) fn new(policy: Arc<Policy>, allow: Allow) -> AllowAnswer {
-        let (ok_len, meta_len) = allow_lens(&policy, &allow);
+        let fields = allow
+            .limit
+            .as_ref()
+            .map_or_else(Vec::new, |l| l.headers(false));
+        let (ok_len, meta_len) = allow_lens(&policy, &allow, &fields);
         AllowAnswer {
             policy,
             allow,
+            fields,
             ok_len,
             meta_len,
         }
@@ -64,6 +71,7 @@ const CHECK_OK_RESPONSE: u32 = 3;
 const CHECK_DYNAMIC_METADATA: u32 = 4;
 const OK_HEADERS: u32 = 2;
 const OK_HEADERS_TO_REMOVE: u32 = 5;
+const OK_RESPONSE_HEADERS_TO_ADD: u32 = 6;
 const OPTION_HEADER: u32 = 1;
 const OPTION_APPEND_ACTION: u32 = 3;
 const HEADER_KEY: u32 = 1;
@@ -114,6 +122,11 @@ fn option_len(k: &str, v: &str) -> usize {
         + encoded_len_varint(OVERWRITE)
 }
 
+/// A `HeaderValueOption` that appends: the action is the default, so it is left out.
+fn append_len(k: &str, v: &str) -> usize {
+    field_len(OPTION_HEADER, header_len(k, v))
+}
+
 /// One entry of `Struct.fields`: the key (left out when empty, as for any map) and a `Value`
 /// whose `string_value` is always written (a oneof member).
 fn entry_len(k: &str, v: &str) -> usize {
@@ -136,6 +149,12 @@ fn encode_allow(answer: &AllowAnswer, buf: &mut impl BufMut) {
     for name in credential_headers(&s.schemes).chain(unset_identity(&s.identity, &values)) {
         put_str(OK_HEADERS_TO_REMOVE, name, buf);
     }
+    for (k, v) in &answer.fields {
+        put_head(OK_RESPONSE_HEADERS_TO_ADD, append_len(k, v), buf);
+        put_head(OPTION_HEADER, header_len(k, v), buf);
+        put_opt_str(HEADER_KEY, k, buf);
+        put_opt_str(HEADER_VALUE, v, buf);
+    }
     put_head(CHECK_DYNAMIC_METADATA, answer.meta_len, buf);
     for (k, v) in metadata(a) {
         if let Some(v) = v {
@@ -148,7 +167,7 @@ fn encode_allow(answer: &AllowAnswer, buf: &mut impl BufMut) {
 }
 
 /// Content lengths of the `OkHttpResponse` and of the metadata `Struct`.
-fn allow_lens(s: &Policy, a: &Allow) -> (usize, usize) {
+fn allow_lens(s: &Policy, a: &Allow, fields: &[(&str, String)]) -> (usize, usize) {
     let values = a.identity();
     let headers: usize = set_identity(&s.identity, &values)
         .map(|(k, v)| field_len(OK_HEADERS, option_len(k, v)))
@@ -157,11 +176,15 @@ fn allow_lens(s: &Policy, a: &Allow) -> (usize, usize) {
         .chain(unset_identity(&s.identity, &values))
         .map(|name| field_len(OK_HEADERS_TO_REMOVE, name.len()))
         .sum();
+    let added: usize = fields
+        .iter()
+        .map(|(k, v)| field_len(OK_RESPONSE_HEADERS_TO_ADD, append_len(k, v)))
+        .sum();
     let meta = metadata(a)
         .into_iter()
         .filter_map(|(k, v)| Some(field_len(STRUCT_FIELDS, entry_len(k, v?))))
         .sum();
-    (headers + removed, meta)
+    (headers + removed + added, meta)
 }
 
 impl prost::Message for Answer {

@@ -2,9 +2,11 @@
 //!
 //! Allow: OK with identity headers (`OVERWRITE_IF_EXISTS_OR_ADD`, so a client-sent value is
 //! replaced), `headers_to_remove` with the credential headers and the identity headers this key
-//! does not set, and the identity as dynamic metadata. Deny: UNAUTHENTICATED (401),
-//! PERMISSION_DENIED (403) or UNAVAILABLE (503) with a `denied_response` carrying the HTTP
-//! status, the JSON body, `content-type` and `WWW-Authenticate`.
+//! does not set, the identity as dynamic metadata, and the `RateLimit` fields of a limited key
+//! as `response_headers_to_add` (for the client). Deny: UNAUTHENTICATED (401),
+//! PERMISSION_DENIED (403), RESOURCE_EXHAUSTED (429) or UNAVAILABLE (503) with a
+//! `denied_response` carrying the HTTP status, the JSON body, `content-type`,
+//! `WWW-Authenticate` and the `RateLimit` fields with `Retry-After`.
 //!
 //! The service is written out here rather than taken from envoy-types' generated server so
 //! that an allow can be encoded straight from the decision into tonic's send buffer
@@ -128,6 +130,12 @@ pub fn allow(s: &Policy, a: &Allow) -> CheckResponse {
             Some((k.to_string(), Value { kind }))
         })
         .collect();
+    let response_headers_to_add = a.limit.as_ref().map_or_else(Vec::new, |l| {
+        l.headers(false)
+            .into_iter()
+            .map(|(k, v)| header(k, &v, HeaderAppendAction::AppendIfExistsOrAdd))
+            .collect()
+    });
     CheckResponse {
         status: Some(rpc::Status {
             code: tonic::Code::Ok as i32,
@@ -137,6 +145,7 @@ pub fn allow(s: &Policy, a: &Allow) -> CheckResponse {
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
             headers,
             headers_to_remove,
+            response_headers_to_add,
             ..Default::default()
         })),
     }
@@ -218,6 +227,9 @@ pub fn deny(d: &Denial) -> CheckResponse {
             &w,
             HeaderAppendAction::OverwriteIfExistsOrAdd,
         ));
+    }
+    for (k, v) in d.limit_headers() {
+        headers.push(header(k, &v, HeaderAppendAction::OverwriteIfExistsOrAdd));
     }
     CheckResponse {
         status: Some(rpc::Status {

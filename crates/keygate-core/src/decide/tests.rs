@@ -77,10 +77,16 @@ fn policy() -> Policy {
     let plan = |max_keys, api_access| Plan {
         max_keys,
         api_access,
+        rate_limits: Arc::from([]),
+    };
+    let metered = Plan {
+        rate_limits: Arc::from([limit("minute", 600)]),
+        ..plan(None, true)
     };
     let plans = [
         ("starter".to_string(), plan(Some(4), true)),
         ("free".to_string(), plan(None, false)),
+        ("metered".to_string(), metered),
     ]
     .into();
     Policy {
@@ -88,6 +94,15 @@ fn policy() -> Policy {
         routes,
         plans,
         identity: IdentityHeaders::default(),
+    }
+}
+
+fn limit(name: &str, requests: u32) -> RateLimit {
+    RateLimit {
+        name: name.into(),
+        requests,
+        per: crate::limit::Per::parse("1m").unwrap(),
+        shared: crate::limit::Shared::Key,
     }
 }
 
@@ -126,6 +141,9 @@ impl Fixture {
             last_used_at: None,
             replaces: None,
             replaced_by: None,
+            rate_limits: None,
+            credits: None,
+            credits_version: 0,
             version: 1,
         });
         k.key.to_string()
@@ -515,6 +533,7 @@ fn responses_follow_the_spec() {
         presented,
         scope,
         account_status: None,
+        limit: None,
     };
     let missing = d(Reason::Missing, true, false, None);
     assert_eq!(
@@ -549,4 +568,70 @@ fn responses_follow_the_spec() {
     assert_eq!(acct.message(), "API access is disabled for this account");
     assert_eq!(acct.www_authenticate(), None);
     assert_eq!(d(Reason::NotReady, false, false, None).status(), 503);
+    let limited = Denial {
+        limit: Some(LimitState {
+            name: "burst".into(),
+            quota: 5,
+            window: Some(1),
+            remaining: 0,
+            reset: Some(1),
+        }),
+        ..d(Reason::RateLimited, true, true, None)
+    };
+    assert_eq!((limited.status(), limited.grpc_code()), (429, 8));
+    assert_eq!(
+        limited.body(),
+        r#"{"error":"rate_limited","message":"Rate limit exceeded"}"#
+    );
+    assert_eq!(limited.limit_headers().len(), 3);
+    assert_eq!(limited.www_authenticate(), None);
+    let quota = d(Reason::Quota, false, true, None);
+    assert_eq!(
+        quota.body(),
+        r#"{"error":"quota_exceeded","message":"Usage quota exhausted"}"#
+    );
+    assert_eq!(quota.error(), "quota_exceeded");
+}
+
+#[test]
+fn a_keys_own_limits_replace_its_plans() {
+    let mut f = Fixture::new();
+    f.account("m", Some("metered"), AccountStatus::Active);
+    let planned = f.key("live", "m", None);
+    let own = f.key("live", "m", None);
+    f.last().rate_limits = Some(vec![limit("burst", 5), limit("hour", 100)]);
+    let none = f.key("live", "m", None);
+    f.last().rate_limits = Some(vec![]);
+    let plain = f.key("live", "nobody", None);
+    let t = f.table();
+    let limits = |k: &str| {
+        let h = [("authorization", bearer(k))];
+        let headers: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let req = Request {
+            method: "GET",
+            path: "/v1/tokens",
+            host: Some("api.example"),
+            headers: &headers[..],
+        };
+        match decide(
+            &f.settings.schemes,
+            &f.settings.routes,
+            &t,
+            &req,
+            NOW,
+            &Verify,
+        ) {
+            Outcome::Allow(a) => a
+                .limits
+                .map(|l| l.iter().map(|l| l.name.to_string()).collect::<Vec<_>>()),
+            o => panic!("{o:?}"),
+        }
+    };
+    assert_eq!(limits(&planned), Some(vec!["minute".to_string()]));
+    assert_eq!(
+        limits(&own),
+        Some(vec!["burst".to_string(), "hour".to_string()])
+    );
+    assert_eq!(limits(&none), None);
+    assert_eq!(limits(&plain), None);
 }

@@ -18,6 +18,9 @@ fn rec(id: &str, version: u64, revoked: bool) -> KeyRecord {
         last_used_at: None,
         replaces: None,
         replaced_by: None,
+        rate_limits: None,
+        credits: None,
+        credits_version: 0,
         version,
     }
 }

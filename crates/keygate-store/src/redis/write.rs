@@ -50,7 +50,9 @@ impl RedisStore {
             let need_account = |acct: &str| acct.to_string();
             let account = match &change {
                 Change::CreateKey { record, .. } => Some(need_account(&record.account)),
-                Change::RevokeKey { id, .. } | Change::RotateKey { old_id: id, .. } => {
+                Change::RevokeKey { id, .. }
+                | Change::RotateKey { old_id: id, .. }
+                | Change::UpdateKey { id, .. } => {
                     let k = self
                         .get_key_once(id)
                         .await?
