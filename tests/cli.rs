@@ -264,3 +264,64 @@ fn check_config_names_every_bad_field() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+/// `keys create` and `keys update` set and clear a key's limits and credits.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_sets_and_clears_limits_and_credits() {
+    let h = Harness::start().await;
+    let created = json(&cli(
+        &h,
+        &[
+            "keys",
+            "create",
+            "--account",
+            "metered",
+            "--scheme",
+            "live",
+            "--rate-limit",
+            "daily=1/1d/account",
+            "--credits",
+            "50",
+            "--refill",
+            "50/monthly",
+        ],
+    ));
+    let (id, key) = (
+        created["id"].as_str().unwrap(),
+        created["key"].as_str().unwrap(),
+    );
+    let listed = json(&cli(&h, &["keys", "list", "--account", "metered"]));
+    let view = &listed["keys"][0];
+    assert_eq!(
+        view["rateLimits"],
+        serde_json::json!([{"name": "daily", "requests": 1, "per": "1d", "shared": "account"}])
+    );
+    assert_eq!(
+        view["credits"],
+        serde_json::json!({"remaining": 50, "refill": {"amount": 50, "interval": "monthly"}})
+    );
+    wait_status(&h, key, "/v1/x", 200).await;
+    // The day's one request is spent: 429, given to nginx as 403.
+    assert_eq!(auth_status(&h, key, "/v1/x").await, 403);
+
+    let updated = json(&cli(
+        &h,
+        &[
+            "keys",
+            "update",
+            id,
+            "--clear",
+            "rate-limits",
+            "--name",
+            "unlimited",
+        ],
+    ));
+    assert_eq!(updated["name"], "unlimited");
+    assert!(updated.get("rateLimits").is_none(), "{updated}");
+    assert_eq!(updated["credits"]["remaining"], 50, "kept: {updated}");
+    wait_status(&h, key, "/v1/x", 200).await;
+
+    let bad = cli(&h, &["keys", "update", id, "--rate-limit", "x=5/2d"]);
+    assert_eq!(bad.status.code(), Some(2), "a bad limit is a usage error");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--rate-limit"));
+}

@@ -8,20 +8,9 @@ mod proxy;
 
 use std::time::Duration;
 
-use common::{Harness, HttpReply, http_call, http_call_body, wait_until};
-use keygate::admin::manage::Created;
-use proxy::{Echo, EnvoyMode, Proxy, start_envoy, start_envoy_module, start_nginx};
+use common::wait_until;
+use proxy::fronts::{Front, Setup, bearer, setup};
 use serde_json::{Value, json};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Front {
-    EnvoyGrpc,
-    EnvoyHttp,
-    Nginx,
-    /// keygate inside Envoy (`envoy/envoy-module.yaml`), following the same file store as the
-    /// in-process keygate the test manages keys through.
-    EnvoyModule,
-}
 
 const IDENTITY: [&str; 4] = [
     "x-keygate-key-id",
@@ -33,182 +22,6 @@ const CHALLENGE: Option<&str> = Some(r#"Bearer realm="keygate""#);
 const INVALID: Option<&str> = Some(r#"Bearer realm="keygate", error="invalid_token""#);
 const SCOPE_CHALLENGE: Option<&str> =
     Some(r#"Bearer realm="keygate", error="insufficient_scope", scope="tokens:write""#);
-/// nginx cannot pass a subrequest's body: a 403 that is not a scope denial gets the generic
-/// body of config/nginx.conf.
-const NGINX_GENERIC_403: &str = "API key is not allowed to make this request";
-
-/// One test at a time: each runs keygate, a proxy and an upstream, and on two cores the
-/// parallel ones would compete for the CPU that keygate's Argon2 verifications need within
-/// the proxies' ext_authz timeout.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Setup {
-    front: Front,
-    // Dropped in this order: the proxy first, then the upstream, then keygate, then the turn.
-    proxy: Proxy,
-    echo: Echo,
-    h: Harness,
-    _turn: tokio::sync::MutexGuard<'static, ()>,
-}
-
-async fn setup(front: Front) -> Setup {
-    let turn = SERIAL.lock().await;
-    let h = Harness::start().await;
-    let echo = Echo::start().await;
-    let proxy = match front {
-        Front::EnvoyGrpc => {
-            start_envoy(EnvoyMode::Grpc, h.running().grpc.unwrap(), echo.addr).await
-        }
-        Front::EnvoyHttp => start_envoy(EnvoyMode::Http, h.http_addr(), echo.addr).await,
-        Front::Nginx => start_nginx(h.http_addr(), echo.addr).await,
-        Front::EnvoyModule => start_envoy_module(&h.config_path, echo.addr).await,
-    };
-    Setup {
-        front,
-        proxy,
-        echo,
-        h,
-        _turn: turn,
-    }
-}
-
-impl Setup {
-    /// A new key, usable through this front when this returns: the module is another process,
-    /// which sees the key within a second, so it is probed with a malformed path (400 once the
-    /// key is known, 401 before; neither reaches the upstream nor counts as an allow).
-    async fn key(&self, scheme: &str, account: &str, scopes: Option<&[&str]>) -> Created {
-        let k = self.h.key(scheme, account, scopes).await;
-        if self.front == Front::EnvoyModule {
-            let header = match scheme {
-                "toon" => ("x-api-key", k.key.clone()),
-                _ => ("authorization", bearer(&k.key)),
-            };
-            wait_until(
-                "the module to see a new key",
-                Duration::from_secs(5),
-                || {
-                    let header = &header;
-                    async move {
-                        let r = self
-                            .call("GET", "/v1/probe/%252e", &[(header.0, header.1.as_str())])
-                            .await;
-                        r.status == 400
-                    }
-                },
-            )
-            .await;
-        }
-        k
-    }
-
-    async fn call(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> HttpReply {
-        http_call(self.proxy.addr, method, uri, headers).await
-    }
-
-    /// A request the proxy must pass: the echo upstream's view of it.
-    async fn pass(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> Upstream {
-        self.pass_body(method, uri, headers, "").await
-    }
-
-    async fn pass_body(
-        &self,
-        method: &str,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Upstream {
-        let r = http_call_body(
-            self.proxy.addr,
-            method,
-            uri,
-            headers,
-            bytes::Bytes::from(body.to_string()),
-        )
-        .await;
-        assert_eq!(
-            r.status,
-            200,
-            "{:?} {method} {uri}: {r:?}\n{}",
-            self.front,
-            self.proxy.logs()
-        );
-        assert_eq!(
-            r.header("x-echo"),
-            Some(self.echo.addr.port().to_string().as_str()),
-            "{:?}: not the upstream's answer: {r:?}",
-            self.front
-        );
-        let v = r.json();
-        assert_eq!(v["method"], method, "{:?}", self.front);
-        assert_eq!(v["uri"], uri, "{:?}", self.front);
-        assert_eq!(v["body"], body, "{:?}: request body", self.front);
-        let up = Upstream(v);
-        assert_eq!(
-            up.values("x-envoy-auth-headers-to-remove"),
-            Vec::<String>::new()
-        );
-        up
-    }
-
-    /// A request the proxy must refuse with keygate's answer.
-    async fn deny(
-        &self,
-        what: &str,
-        (method, uri, headers): (&str, &str, &[(&str, &str)]),
-        status: u16,
-        www: Option<&str>,
-        body: Value,
-    ) {
-        let r = self.call(method, uri, headers).await;
-        let front = self.front;
-        assert_eq!(r.status, status, "{front:?} {what}: {r:?}");
-        assert!(
-            r.header("x-echo").is_none(),
-            "{front:?} {what}: reached the upstream"
-        );
-        let challenges: Vec<&str> = r
-            .headers
-            .get_all("www-authenticate")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
-        assert_eq!(
-            challenges,
-            www.into_iter().collect::<Vec<_>>(),
-            "{front:?} {what}: WWW-Authenticate"
-        );
-        assert_eq!(
-            r.header("content-type"),
-            Some("application/json"),
-            "{front:?} {what}: content-type"
-        );
-        assert_eq!(r.json(), body, "{front:?} {what}: body");
-    }
-}
-
-/// What the echo upstream saw.
-struct Upstream(Value);
-
-impl Upstream {
-    fn values(&self, name: &str) -> Vec<String> {
-        match &self.0["headers"][name] {
-            Value::Null => vec![],
-            Value::Array(a) => a.iter().map(|v| v.as_str().unwrap().to_string()).collect(),
-            other => panic!("{name}: {other}"),
-        }
-    }
-
-    /// The single value of `name`, or `None` if absent (two values fail).
-    fn one(&self, name: &str) -> Option<String> {
-        let mut v = self.values(name);
-        assert!(v.len() <= 1, "{name} reached the upstream twice: {v:?}");
-        v.pop()
-    }
-}
-
-fn bearer(k: &str) -> String {
-    format!("Bearer {k}")
-}
 
 fn unauthorized() -> Value {
     json!({"error": "unauthorized", "message": "Invalid or missing API key"})
@@ -297,10 +110,10 @@ async fn allow(front: Front) {
             // The module adds its counts to Envoy's stats once a second.
             let line = r#"envoy_keygate_decisions{result="allow",reason="ok"} 3"#.to_string();
             wait_until("the module's stats", Duration::from_secs(10), || async {
-                envoy_stats(&s.proxy).await.contains(&line)
+                s.proxy.envoy_stats().await.contains(&line)
             })
             .await;
-            (envoy_stats(&s.proxy).await, line)
+            (s.proxy.envoy_stats().await, line)
         }
         _ => {
             let frontend = match front {
@@ -349,12 +162,6 @@ async fn allow(front: Front) {
 }
 
 /// Envoy's Prometheus stats.
-async fn envoy_stats(p: &Proxy) -> String {
-    http_call(p.admin.unwrap(), "GET", "/stats/prometheus", &[])
-        .await
-        .body
-}
-
 /// No key appears in anything the proxy wrote.
 fn assert_no_secret(s: &Setup, keys: &[&str]) {
     let logs = s.proxy.logs();
@@ -579,10 +386,9 @@ async fn denials(front: Front) {
         )
         .await
         .unwrap();
-    let message = match front {
-        Front::Nginx => NGINX_GENERIC_403,
-        _ => "API access is suspended: the account is past due",
-    };
+    // Every front, nginx included (its config answers with keygate's X-Keygate-Body), gives
+    // keygate's own message.
+    let message = "API access is suspended: the account is past due";
     wait_until(
         "the past-due account to be refused",
         Duration::from_secs(5),

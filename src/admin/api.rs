@@ -351,15 +351,20 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody
                 "the body must be a JSON object",
             ));
         }
-        serde_json::from_slice(bytes).map(JsonBody).map_err(|e| {
-            // serde's message names the field and position, never echoes values it did not
-            // expect.
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let bad = |e: &dyn std::fmt::Display| {
+            // The path names the field (`rateLimits[0].per`); serde's message its position,
+            // never echoing values it did not expect.
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 &format!("invalid JSON body: {e}"),
             )
-        })
+        };
+        let body = serde_path_to_error::deserialize(&mut de).map_err(|e| bad(&e))?;
+        // Nothing may follow the object.
+        de.end().map_err(|e| bad(&e))?;
+        Ok(JsonBody(body))
     }
 }
 

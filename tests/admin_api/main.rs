@@ -7,7 +7,7 @@
 //!
 //! One test binary, one file per concern: [`client`] (the recording API client and its
 //! helpers), [`scenario`] (every endpoint in order, on both stores, across restarts), [`auth`]
-//! (the token), [`errors`] (400s, 404s, paths and bodies), [`key_limit`] (the plan's limit).
+//! (the token), [`errors`] (400s, 404s, paths and bodies), [`key_limit`] (the plan's limit), [`update`] (keys changed in place).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -17,3 +17,4 @@ mod client;
 mod errors;
 mod key_limit;
 mod scenario;
+mod update;

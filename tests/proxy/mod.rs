@@ -17,6 +17,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+pub mod fronts;
+
 use crate::common::Deadline;
 pub use crate::common::free_port;
 
@@ -287,6 +289,14 @@ impl Proxy {
     }
 
     /// Whether the process is still running.
+    /// Envoy's stats in Prometheus text, from its admin interface.
+    pub async fn envoy_stats(&self) -> String {
+        let admin = self.admin.expect("an Envoy proxy");
+        crate::common::http_call(admin, "GET", "/stats/prometheus", &[])
+            .await
+            .body
+    }
+
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }

@@ -91,6 +91,7 @@ pub type ConfigSchedulerPtr = *mut c_void;
 
 /// `envoy_dynamic_module_type_http_header_type`.
 pub const REQUEST_HEADER: u32 = 0;
+pub const RESPONSE_HEADER: u32 = 2;
 
 /// `envoy_dynamic_module_type_on_http_filter_request_headers_status`.
 pub const HEADERS_CONTINUE: u32 = 0;

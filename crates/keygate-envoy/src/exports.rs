@@ -135,6 +135,18 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     })
 }
 
+#[unsafe(no_mangle)]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
+    envoy: FilterEnvoyPtr,
+    f: *const c_void,
+    _end_of_stream: bool,
+) -> u32 {
+    guard("response_headers", abi::HEADERS_CONTINUE, || {
+        // SAFETY: as for request_headers.
+        unsafe { filter(f) }.on_response_headers(envoy)
+    })
+}
+
 // The hooks below keygate does not use: pass everything on, touching no state.
 
 #[unsafe(no_mangle)]
@@ -152,15 +164,6 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     _: *const c_void,
 ) -> u32 {
     abi::TRAILERS_CONTINUE
-}
-
-#[unsafe(no_mangle)]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    _: FilterEnvoyPtr,
-    _: *const c_void,
-    _: bool,
-) -> u32 {
-    abi::HEADERS_CONTINUE
 }
 
 #[unsafe(no_mangle)]

@@ -1,8 +1,9 @@
 //! One request through the module: the request headers become the core's request, the
 //! authorizer decides, and the decision goes back as Envoy calls: on allow the identity headers
 //! are set (a client-sent value replaced, an unset one removed), the credential headers removed
-//! and the identity put in dynamic metadata under `keygate`; on deny a local reply with
-//! keygate's status, JSON body and `WWW-Authenticate`.
+//! and the identity put in dynamic metadata under `keygate`, and the tightest rate limit's
+//! `RateLimit` fields kept for the response to the client; on deny a local reply with keygate's
+//! status, JSON body, `WWW-Authenticate` and, for a 429, `Retry-After` and the limit's fields.
 //!
 //! An Argon2 key without a cached answer is verified on a hash thread while the request waits
 //! (headers and body held back); the hash thread wakes the stream through Envoy's scheduler
@@ -133,6 +134,8 @@ pub struct Filter {
     waiting: Option<Arc<Mutex<Waiting>>>,
     /// A denial made in `request_headers`, answered from the next event-loop turn.
     deferred: Option<(Denial, SendPtr)>,
+    /// The `RateLimit` fields of an allowed request, added to its response.
+    limit_fields: Vec<(&'static str, String)>,
 }
 
 impl Filter {
@@ -142,6 +145,7 @@ impl Filter {
             started: Instant::now(),
             waiting: None,
             deferred: None,
+            limit_fields: Vec::new(),
         }
     }
 
@@ -220,6 +224,9 @@ impl Filter {
         match d {
             Ok(a) => {
                 self.allow(envoy, headers, &a);
+                if let Some(l) = &a.limit {
+                    self.limit_fields = l.headers(false);
+                }
                 if resume {
                     // SAFETY: on the worker, in the stream's hook; nothing of this filter is
                     // borrowed across the call (Envoy may run its other hooks inside it).
@@ -243,6 +250,22 @@ impl Filter {
                 abi::HEADERS_STOP_ALL_AND_BUFFER
             }
         }
+    }
+
+    /// `response_headers`: an allowed request's rate limit state, to the client.
+    pub fn on_response_headers(&mut self, envoy: FilterEnvoyPtr) -> u32 {
+        for (k, v) in std::mem::take(&mut self.limit_fields) {
+            // SAFETY: on the worker, in the stream's hook; Envoy copies name and value.
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_add_header(
+                    envoy,
+                    abi::RESPONSE_HEADER,
+                    ModuleBuffer::of(k.as_bytes()),
+                    ModuleBuffer::of(v.as_bytes()),
+                );
+            }
+        }
+        abi::HEADERS_CONTINUE
     }
 
     /// Sets the identity headers this key has, and removes the identity and credential headers
@@ -348,13 +371,15 @@ fn with_request<'h, T>(
     f(&r)
 }
 
-/// A local reply with the denial's status, JSON body and `WWW-Authenticate`.
+/// A local reply with the denial's status, JSON body, `WWW-Authenticate` and limit fields.
 fn deny(envoy: FilterEnvoyPtr, d: &Denial) {
     let www = d.www_authenticate();
+    let limit = d.limit_headers();
     let mut headers = vec![header("content-type", "application/json")];
     if let Some(w) = &www {
         headers.push(header("www-authenticate", w));
     }
+    headers.extend(limit.iter().map(|(k, v)| header(k, v)));
     let body = d.body();
     let details = format!("keygate_{}", d.reason.as_str());
     // SAFETY: on the worker, in the stream's hook; Envoy copies everything before returning.
