@@ -81,6 +81,11 @@ impl Authorizer {
         &self.engine.usage
     }
 
+    /// This process's credit leases.
+    pub fn wallet(&self) -> &keygate_authz::wallet::Wallet {
+        &self.engine.wallet
+    }
+
     /// Ready to take traffic: the table is loaded and shutdown has not begun.
     pub fn is_ready(&self) -> bool {
         self.replica.is_loaded() && !self.draining.load(Ordering::Acquire)

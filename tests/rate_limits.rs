@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{Harness, HttpReply, metric, wait_until};
 use keygate::admin::manage::CreateKey;
-use keygate::core::limit::{Per, RateLimit, Shared};
+use keygate::core::limit::{Credits, Per, RateLimit, Shared};
 use proxy::fronts::{Front, Setup, bearer, setup};
 use serde_json::json;
 
@@ -225,4 +225,40 @@ async fn account_budgets_are_shared_by_its_keys() {
     }
     let r = call(&other).await;
     assert_eq!(r.status, 200, "another account's budget is its own: {r:?}");
+}
+
+/// Credits spent inside Envoy: leases taken from the same file store, the fields on every
+/// answer, then 429 `quota`.
+#[tokio::test]
+async fn envoy_module_spends_credits() {
+    let s = setup(Front::EnvoyModule).await;
+    let create = CreateKey {
+        account: "credited".into(),
+        scheme: Some("live".into()),
+        credits: Some(Credits {
+            remaining: 3,
+            refill: None,
+        }),
+        ..Default::default()
+    };
+    let k = s.h.manager.create_key("test", create).await.unwrap();
+    let auth = bearer(&k.key);
+    let headers = [("authorization", auth.as_str())];
+    wait_until("the module to see the key", Duration::from_secs(5), || async {
+        s.call("GET", "/v1/probe/%252e", &headers).await.status == 400
+    })
+    .await;
+    for left in (0..3).rev() {
+        let r = s.call("GET", "/v1/items", &headers).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let field = format!(r#""credits";r={left}"#);
+        assert_eq!(r.header("ratelimit"), Some(field.as_str()), "{r:?}");
+    }
+    let r = s.call("GET", "/v1/items", &headers).await;
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(r.header("ratelimit"), Some(r#""credits";r=0"#));
+    assert_eq!(
+        r.json(),
+        json!({"error": "quota_exceeded", "message": "Usage quota exhausted"})
+    );
 }

@@ -179,6 +179,12 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> Result<Ru
             write_back(auth.usage(), &store, &auth.store_stats, every, done).await
         });
     }
+    {
+        auth.wallet()
+            .attach(store.clone(), tokio::runtime::Handle::current());
+        let (auth, done) = (auth.clone(), stopped(stop_rx.clone()));
+        tasks.spawn(async move { auth.wallet().keep(done).await });
+    }
 
     let opts = |which: Listener, http2_only: bool| {
         let (open, refused) = metrics.listener(which);

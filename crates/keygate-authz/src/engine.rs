@@ -1,7 +1,8 @@
 //! The authorizer every data plane calls: it takes the current table snapshot and policy,
 //! runs the pure core, hands the Argon2 step to the [`Verifier`] when the core asks for it and
-//! decides again on the newest snapshot once it is done, counts an allow against its rate
-//! limits, and records each decision (observer, usage counts) from the typed outcome.
+//! decides again on the newest snapshot once it is done, spends an allow's credit (waiting
+//! the same way for a new lease when this process has none left) and counts it against its
+//! rate limits, and records each decision (observer, usage counts) from the typed outcome.
 //!
 //! Two ways to call it: [`Engine::check`] for an async caller (the sidecar), and
 //! [`Engine::decide`] / [`Engine::verify`] / [`Engine::decide_verified`] for a caller that
@@ -13,6 +14,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use keygate_core::decide::{Allow, Denial, Outcome, Reason, decide};
+use keygate_core::limit::LimitState;
 use keygate_core::policy::Policy;
 use keygate_core::request::{Headers, Request};
 use keygate_core::table::KeyEntry;
@@ -23,6 +25,7 @@ use zeroize::Zeroizing;
 use crate::limiter::Limiter;
 use crate::observe::{Frontend, Observer};
 use crate::verify::Verifier;
+use crate::wallet::{Spend, Wallet};
 
 /// The decision a data plane turns into its wire format.
 pub type Decision = Result<Allow, Denial>;
@@ -41,20 +44,31 @@ pub struct VerifyLimits {
     pub failures_per_minute: u32,
 }
 
-/// What the first pass concluded.
+/// What a pass concluded.
 pub enum Step {
     Done(Decision),
-    /// An Argon2 key with no cached answer: [`Engine::verify`] it, then
-    /// [`Engine::decide_verified`] with the same request.
+    /// An Argon2 key with no cached answer, or a key whose credit lease is empty:
+    /// [`Engine::verify`] it, then [`Engine::decide_verified`] with the same request.
     Verify(Pending),
 }
 
-/// A verification to run: the key's entry and a copy of the presented key (zeroed on drop).
+/// What a request waits for.
+#[derive(Debug, Clone, Copy)]
+enum Need {
+    /// A verification of the presented key.
+    Verify,
+    /// A credit lease; `verified`: the answer of a verification made for this request.
+    Credits { verified: Option<bool> },
+}
+
+/// A verification or credit lease to wait for: the key's entry and a copy of the presented
+/// key (zeroed on drop).
 pub struct Pending {
     entry: Arc<KeyEntry>,
     key: Zeroizing<Vec<u8>>,
     now: i64,
     start: Instant,
+    need: Need,
 }
 
 impl std::fmt::Debug for Pending {
@@ -68,6 +82,7 @@ pub struct Engine {
     pub replica: Arc<Replica>,
     pub usage: UsageCounter,
     pub limiter: Limiter,
+    pub wallet: Wallet,
     verifier: Verifier,
     observer: Arc<dyn Observer>,
 }
@@ -84,6 +99,7 @@ impl Engine {
             replica,
             usage: UsageCounter::default(),
             limiter: Limiter::default(),
+            wallet: Wallet::default(),
             verifier: Verifier::new(
                 limits.concurrency,
                 limits.failures_per_minute,
@@ -122,36 +138,66 @@ impl Engine {
                 key: Zeroizing::new(key.to_vec()),
                 now,
                 start,
+                need: Need::Verify,
             }),
-            o => Step::Done(self.record(o, frontend, now, start)),
+            o => self.record(o, frontend, now, start, None),
         }
     }
 
-    /// Runs the verification `pending` needs on a hash thread; `done` is called there.
+    /// Runs the verification `pending` needs on a hash thread, or takes its credit lease from
+    /// the store; `done` is called there with the answer (verified; lease taken).
     pub fn verify(&self, pending: Pending, done: impl FnOnce(Pending, bool) + Send + 'static) {
         let (entry, now) = (pending.entry.clone(), pending.now);
-        let key = pending.key.clone();
-        self.verifier
-            .submit(entry, key, now, move |ok| done(pending, ok));
+        match pending.need {
+            Need::Verify => {
+                let key = pending.key.clone();
+                self.verifier
+                    .submit(entry, key, now, move |ok| done(pending, ok));
+            }
+            Need::Credits { .. } => {
+                let Some((credits, version)) = entry.credits() else {
+                    return done(pending, true);
+                };
+                self.wallet.fetch(
+                    entry.id.as_str().into(),
+                    credits.clone(),
+                    *version,
+                    now,
+                    move |ok| done(pending, ok),
+                );
+            }
+        }
     }
 
-    /// The second pass, once `pending` was verified with answer `ok`: decided again on the
-    /// newest table, since the key may have changed meanwhile.
+    /// The next pass, once `pending` was verified (or its lease taken) with answer `ok`:
+    /// decided again on the newest table, since the key may have changed meanwhile.
     pub fn decide_verified<H: Headers + ?Sized>(
         &self,
         req: &Request<'_, H>,
         frontend: Frontend,
         pending: &Pending,
         ok: bool,
-    ) -> Decision {
+    ) -> Step {
         let p = self.policy.load();
         let table = self.replica.snapshot();
-        let check = self
-            .verifier
-            .check(pending.now)
-            .with_result(&pending.entry, ok);
+        let check = self.verifier.check(pending.now);
+        let (check, fetched) = match pending.need {
+            Need::Verify => (check.with_result(&pending.entry, ok), None),
+            Need::Credits { verified: Some(v) } => (check.with_result(&pending.entry, v), Some(ok)),
+            Need::Credits { verified: None } => (check, Some(ok)),
+        };
         let o = decide(&p.schemes, &p.routes, &table, req, pending.now, &check);
-        self.record(o, frontend, pending.now, pending.start)
+        let verified = matches!(pending.need, Need::Verify).then_some(ok);
+        match self.record(o, frontend, pending.now, pending.start, fetched) {
+            Step::Verify(mut next) => {
+                next.need = match (next.need, verified) {
+                    (Need::Credits { .. }, Some(v)) => Need::Credits { verified: Some(v) },
+                    (n, _) => n,
+                };
+                Step::Verify(next)
+            }
+            done => done,
+        }
     }
 
     /// Decides one request, awaiting a verification when one is needed.
@@ -160,25 +206,49 @@ impl Engine {
         req: &Request<'_, H>,
         frontend: Frontend,
     ) -> Decision {
-        match self.decide(req, frontend) {
-            Step::Done(d) => d,
-            Step::Verify(pending) => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                self.verify(pending, move |p, ok| {
-                    let _ = tx.send((p, ok));
-                });
-                match rx.await {
-                    Ok((p, ok)) => self.decide_verified(req, frontend, &p, ok),
-                    // The pool is gone (shutting down): nothing was verified.
-                    Err(_) => Err(unknown()),
+        let mut step = self.decide(req, frontend);
+        // At most a verification and then a credit lease.
+        loop {
+            match step {
+                Step::Done(d) => return d,
+                Step::Verify(pending) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    self.verify(pending, move |p, ok| {
+                        let _ = tx.send((p, ok));
+                    });
+                    step = match rx.await {
+                        Ok((p, ok)) => self.decide_verified(req, frontend, &p, ok),
+                        // The pool is gone (shutting down): nothing was verified.
+                        Err(_) => return Err(unknown()),
+                    };
                 }
             }
         }
     }
 
-    fn record(&self, o: Outcome<'_>, frontend: Frontend, now: i64, start: Instant) -> Decision {
+    /// Records a decision, or asks for a credit lease first (`fetched`: one was asked for
+    /// this request already, and whether the store answered).
+    fn record(
+        &self,
+        o: Outcome<'_>,
+        frontend: Frontend,
+        now: i64,
+        start: Instant,
+        fetched: Option<bool>,
+    ) -> Step {
         let decision = match o {
-            Outcome::Allow(a) => self.count(a, now),
+            Outcome::Allow(a) => match self.count(a, now, fetched) {
+                Ok(d) => d,
+                Err(entry) => {
+                    return Step::Verify(Pending {
+                        entry,
+                        key: Zeroizing::new(Vec::new()),
+                        now,
+                        start,
+                        need: Need::Credits { verified: None },
+                    });
+                }
+            },
             Outcome::Deny(d) => Err(d),
             // Only reachable if the key was replaced by one with another hash mid-request.
             Outcome::NeedsVerify { .. } => Err(unknown()),
@@ -199,30 +269,66 @@ impl Engine {
                 "allowed"
             );
         }
-        decision
+        Step::Done(decision)
     }
 }
 
 impl Engine {
-    /// Counts an allow against its limits: the allow with the tightest limit's state, or the
-    /// refusal of the limit without room.
-    fn count(&self, mut a: Allow, now: i64) -> Decision {
+    /// Counts an allow against its credits and limits: the allow with the tightest state, or
+    /// the refusal; `Err(entry)` if the key's credit lease must be taken first (not when one
+    /// was asked for already: `fetched`).
+    fn count(
+        &self,
+        mut a: Allow,
+        now: i64,
+        fetched: Option<bool>,
+    ) -> Result<Decision, Arc<KeyEntry>> {
+        let mut spent = None;
+        if let Some((credits, version)) = a.key.credits() {
+            match self.wallet.spend(&a.key.id, credits, *version, now) {
+                Spend::Spent(s) => spent = Some(s),
+                Spend::Empty(s) => return Ok(Err(refusal(&a, Reason::Quota, Some(s)))),
+                Spend::Fetch => match fetched {
+                    None => return Err(a.key.clone()),
+                    // Taken, and taken again by other requests meanwhile: none left here.
+                    Some(true) => {
+                        let s = keygate_core::credits::state(credits, 0, now);
+                        return Ok(Err(refusal(&a, Reason::Quota, Some(s))));
+                    }
+                    // The store cannot be asked: credits cannot be spent.
+                    Some(false) => return Ok(Err(refusal(&a, Reason::NotReady, None))),
+                },
+            }
+        }
         if let Some(limits) = &a.limits {
             match self.limiter.take(limits, &a.key, now) {
                 Ok(s) => a.limit = Some(s),
                 Err(s) => {
-                    return Err(Denial {
-                        reason: Reason::RateLimited,
-                        bearer: a.bearer,
-                        presented: true,
-                        scope: None,
-                        account_status: None,
-                        limit: Some(s),
-                    });
+                    if spent.is_some() {
+                        self.wallet.refund(&a.key.id);
+                    }
+                    return Ok(Err(refusal(&a, Reason::RateLimited, Some(s))));
                 }
             }
         }
-        Ok(a)
+        // The fields name whichever is nearer its end.
+        if let Some(c) = spent
+            && a.limit.as_ref().is_none_or(|l| c.remaining < l.remaining)
+        {
+            a.limit = Some(c);
+        }
+        Ok(Ok(a))
+    }
+}
+
+fn refusal(a: &Allow, reason: Reason, limit: Option<LimitState>) -> Denial {
+    Denial {
+        reason,
+        bearer: a.bearer,
+        presented: true,
+        scope: None,
+        account_status: None,
+        limit,
     }
 }
 

@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`engine`]: the authorizer: first pass, verification, second pass; sync and async.
 //! - [`limiter`]: rate limit counters over fixed windows.
+//! - [`wallet`]: credits spent from leases taken from the store.
 //! - [`verify`]: the hash thread pool, the verification cache and the failure throttle.
 //! - [`observe`]: the bounded labels (frontend, verification) and the observer trait.
 
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod limiter;
 pub mod observe;
 pub mod verify;
+pub mod wallet;
 
 pub use engine::{Decision, Engine, Pending, Step, VerifyLimits, unix_now};
 pub use observe::{Frontend, Observer, Verification};

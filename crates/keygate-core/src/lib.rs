@@ -17,6 +17,7 @@
 //! - [`key`]: key and account records, generation, SHA-256 and Argon2id hashing.
 //! - [`limit`]: rate limits and credits: definitions, window and refill arithmetic, the
 //!   `RateLimit` fields.
+//! - [`credits`]: a key's credit balance, its refills, leases taken from it and given back.
 //! - [`route`]: compiled routes, first match wins.
 //! - [`policy`]: schemes, routes, plans and identity header names, as one value.
 //! - [`table`]: the immutable key table snapshot, built whole or derived from the last one.
@@ -25,6 +26,7 @@
 //!   code, JSON body, `WWW-Authenticate`).
 
 pub mod credential;
+pub mod credits;
 pub mod decide;
 pub mod key;
 pub mod limit;

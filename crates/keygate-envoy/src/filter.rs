@@ -6,8 +6,10 @@
 //! status, JSON body, `WWW-Authenticate` and, for a 429, `Retry-After` and the limit's fields.
 //!
 //! An Argon2 key without a cached answer is verified on a hash thread while the request waits
-//! (headers and body held back); the hash thread wakes the stream through Envoy's scheduler
-//! and the decision is made again, on the worker, from the headers Envoy still holds.
+//! (headers and body held back), and a key whose credit lease is empty waits the same way
+//! while a new lease is taken from the store; the thread that did it wakes the stream through
+//! Envoy's scheduler and the decision is made again, on the worker, from the headers Envoy
+//! still holds.
 //!
 //! A denial made in `request_headers` is answered on the worker's next event-loop turn, through
 //! the scheduler too: a local reply sent from inside that hook leaves Envoy's HTTP/1 codec with
@@ -156,8 +158,20 @@ impl Filter {
         let step = with_request(&headers, |r| {
             self.config.module.engine.decide(r, Frontend::EnvoyModule)
         });
+        self.step(envoy, &headers, step, false)
+    }
+
+    /// Answers a decision, or parks the request until its verification (or credit lease) is
+    /// done. `resume`: the request is parked already.
+    fn step(
+        &mut self,
+        envoy: FilterEnvoyPtr,
+        headers: &EnvoyHeaders<'_>,
+        step: Step,
+        resume: bool,
+    ) -> u32 {
         match step {
-            Step::Done(d) => self.answer(envoy, &headers, d, false),
+            Step::Done(d) => self.answer(envoy, headers, d, resume),
             Step::Verify(pending) => {
                 // SAFETY: on the worker, inside the stream's hook.
                 let scheduler =
@@ -202,13 +216,13 @@ impl Filter {
             return;
         };
         let headers = EnvoyHeaders::read(envoy);
-        let d = with_request(&headers, |r| {
+        let step = with_request(&headers, |r| {
             self.config
                 .module
                 .engine
                 .decide_verified(r, Frontend::EnvoyModule, &pending, ok)
         });
-        self.answer(envoy, &headers, d, true);
+        self.step(envoy, &headers, step, true);
     }
 
     /// Applies a decision. `resume`: the request was parked and must be let go explicitly.

@@ -159,9 +159,19 @@ fn follow(
         let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        engine
+            .wallet
+            .attach(store.clone(), tokio::runtime::Handle::current());
         tokio::join!(
             store.follow(replica, stats.clone(), until(stopped.clone())),
-            keygate_store::usage::write_back(&engine.usage, &store, &stats, every, until(stopped)),
+            keygate_store::usage::write_back(
+                &engine.usage,
+                &store,
+                &stats,
+                every,
+                until(stopped.clone())
+            ),
+            engine.wallet.keep(until(stopped)),
         );
     });
 }

@@ -18,10 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use keygate_core::credits::{self, Balance};
 use keygate_core::key::{Account, KeyHash, KeyRecord};
 
 use super::replica::Replica;
-use super::state::{AuditEvent, Change, State, UsageBatch};
+use super::state::{AuditEvent, Change, CreditLease, State, UsageBatch};
 use super::{StoreError, StoreStats};
 
 /// How often the file is checked for changes.
@@ -225,6 +226,34 @@ impl FileStore {
         let batch = batch.clone();
         self.update_with(move |s| {
             s.record_usage(&batch);
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn take_credits(
+        &self,
+        lease: &CreditLease,
+        want: u64,
+    ) -> Result<(u64, Balance), StoreError> {
+        let lease = lease.clone();
+        let now = lease.now;
+        self.update_with(move |s| {
+            let stored = s.credits.get(&*lease.id).copied();
+            let mut b = credits::current(&lease.credits, lease.version, stored, now);
+            let granted = credits::take(&mut b, want);
+            s.credits.insert(lease.id.to_string(), b);
+            Ok((granted, b))
+        })
+        .await
+    }
+
+    pub async fn give_back_credits(&self, lease: &CreditLease, n: u64) -> Result<(), StoreError> {
+        let lease = lease.clone();
+        self.update_with(move |s| {
+            if let Some(b) = s.credits.get_mut(&*lease.id) {
+                credits::give_back(b, lease.version, lease.period, n);
+            }
             Ok(())
         })
         .await

@@ -27,8 +27,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use keygate_core::credits::Balance;
 use keygate_core::key::{Account, KeyRecord};
-use state::{AuditEvent, Change, ChangeError, State, UsageBatch};
+use state::{AuditEvent, Change, ChangeError, CreditLease, State, UsageBatch};
 
 pub use stats::StoreStats;
 
@@ -205,6 +206,21 @@ impl Store {
     /// caller answers, so that a key works here as soon as its creation response is sent.
     pub async fn settle(&self, replica: &replica::Replica, revision: u64) {
         each!(self, b => b.settle(replica, revision).await)
+    }
+
+    /// Takes up to `want` credits out of the key's balance (never more than it holds): how
+    /// many were granted, and the balance after.
+    pub async fn take_credits(
+        &self,
+        lease: &CreditLease,
+        want: u64,
+    ) -> Result<(u64, Balance), StoreError> {
+        each!(self, b => b.take_credits(lease, want).await)
+    }
+
+    /// Puts unspent credits of a lease back, if the balance is still the one they came from.
+    pub async fn give_back_credits(&self, lease: &CreditLease, n: u64) -> Result<(), StoreError> {
+        each!(self, b => b.give_back_credits(lease, n).await)
     }
 
     /// Adds a batch of usage counts and last-use times.

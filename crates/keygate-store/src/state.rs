@@ -2,9 +2,11 @@
 //! does, what it refuses (unknown key, key limit), and the audit event it leaves.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use keygate_core::credits::Balance;
 use keygate_core::key::{Account, KeyRecord};
 use keygate_core::limit::{Credits, RateLimit};
 
@@ -27,6 +29,20 @@ pub struct State {
     pub usage: BTreeMap<String, BTreeMap<i64, u64>>,
     #[serde(default)]
     pub audit: Vec<AuditEvent>,
+    /// Live credit balances per key id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub credits: BTreeMap<String, Balance>,
+}
+
+/// Which balance a credit lease is taken from: the key's credits as the caller's table has
+/// them, and the refill period at `now`.
+#[derive(Debug, Clone)]
+pub struct CreditLease {
+    pub id: Arc<str>,
+    pub credits: Credits,
+    pub version: u64,
+    pub period: i64,
+    pub now: i64,
 }
 
 /// The table's part of the state as loaded in bulk: plain vectors, no ordering work.

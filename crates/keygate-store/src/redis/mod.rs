@@ -10,6 +10,7 @@
 //! - `{ns}:changes` — stream: one entry per write, `rev` and `data` (every changed record).
 //! - `{ns}:audit` — stream: one entry per management event; never trimmed.
 //! - `{ns}:last_used` — hash: key id → Unix seconds; `{ns}:usage:<id>` — hash: day → count.
+//! - `{ns}:credits` — hash: key id → `version:period:remaining`, the live credit balance.
 //!
 //! Writes are optimistic: read what the rules need, apply the same pure rules as every
 //! backend ([`State::apply`]), then one Lua script checks that `rev` has not moved and writes
@@ -21,10 +22,12 @@
 //! - [`connect`]: finding the primary (the URL, or Sentinel) and building TLS clients;
 //! - [`read`]: the narrow reads behind management calls;
 //! - [`write`]: the compare-and-set write script and usage write-back;
+//! - [`credits`]: credit leases taken and given back atomically;
 //! - [`load`]: the whole table, scanned in batches into a table under construction;
 //! - [`follow`]: following the change log into the replica.
 
 mod connect;
+mod credits;
 mod follow;
 mod load;
 mod read;
@@ -34,12 +37,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keygate_core::credits::Balance;
 use keygate_core::key::{Account, KeyRecord, to_hex};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::replica::Replica;
-use super::state::{AuditEvent, Change, UsageBatch};
+use super::state::{AuditEvent, Change, CreditLease, UsageBatch};
 use super::{StoreError, StoreStats};
 use connect::Target;
 
@@ -75,6 +79,8 @@ pub struct RedisStore {
     max_len: u64,
     conn: Arc<tokio::sync::Mutex<Option<ConnectionManager>>>,
     script: Arc<redis::Script>,
+    /// Take and give back.
+    credit_scripts: Arc<(redis::Script, redis::Script)>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -149,6 +155,10 @@ impl RedisStore {
             max_len: o.max_changes,
             conn: Arc::new(tokio::sync::Mutex::new(None)),
             script: Arc::new(redis::Script::new(write::CAS_WRITE)),
+            credit_scripts: Arc::new((
+                redis::Script::new(credits::TAKE),
+                redis::Script::new(credits::GIVE_BACK),
+            )),
         })
     }
 
@@ -269,5 +279,18 @@ impl RedisStore {
 
     pub async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
         self.record_usage_once(batch).await
+    }
+
+    /// Not retried: the caller is a request waiting for its credits.
+    pub async fn take_credits(
+        &self,
+        lease: &CreditLease,
+        want: u64,
+    ) -> Result<(u64, Balance), StoreError> {
+        self.take_credits_once(lease, want).await
+    }
+
+    pub async fn give_back_credits(&self, lease: &CreditLease, n: u64) -> Result<(), StoreError> {
+        self.retry(|| self.give_back_credits_once(lease, n)).await
     }
 }

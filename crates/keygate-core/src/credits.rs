@@ -1,0 +1,156 @@
+//! A key's credit balance as the store keeps it: what is left now (refilled when a refill
+//! period began; started afresh when the key's credits were set again), and the arithmetic of
+//! taking credits out in leases and giving unspent ones back. The Redis store runs the same
+//! rules in one Lua script; the file store runs these functions under its lock.
+
+use serde::{Deserialize, Serialize};
+
+use crate::limit::{CREDITS, Credits, LimitState};
+
+/// The stored balance of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    /// The key's `credits_version` this balance started from.
+    pub version: u64,
+    /// The refill period it belongs to (0 without refill).
+    pub period: i64,
+    pub remaining: u64,
+}
+
+/// The refill period `now` falls in for these credits (0 if they never refill).
+pub fn period(credits: &Credits, now: i64) -> i64 {
+    credits
+        .refill
+        .as_ref()
+        .map_or(0, |r| r.interval.period(now))
+}
+
+/// The balance now. A stored balance of an older setting of the key's credits (or none) starts
+/// from `credits.remaining`; one of a past refill period is refilled; one of a newer setting
+/// than the caller knows is kept as it is.
+pub fn current(credits: &Credits, version: u64, stored: Option<Balance>, now: i64) -> Balance {
+    let period = period(credits, now);
+    match stored {
+        Some(b) if b.version > version => b,
+        Some(b) if b.version == version => match &credits.refill {
+            Some(r) if b.period != period => Balance {
+                version,
+                period,
+                remaining: r.amount,
+            },
+            _ => b,
+        },
+        _ => Balance {
+            version,
+            period,
+            remaining: credits.remaining,
+        },
+    }
+}
+
+/// Takes up to `want` credits out of `b`: never more than it holds.
+pub fn take(b: &mut Balance, want: u64) -> u64 {
+    let granted = want.min(b.remaining);
+    b.remaining -= granted;
+    granted
+}
+
+/// Puts `n` unspent credits back, if `b` is still the balance they were taken from.
+pub fn give_back(b: &mut Balance, version: u64, period: i64, n: u64) {
+    if b.version == version && b.period == period {
+        b.remaining = b.remaining.saturating_add(n);
+    }
+}
+
+/// The `RateLimit` fields of credits with `remaining` left: the refill amount as the quota and
+/// its interval as the window, or the set amount and no window without refill.
+pub fn state(credits: &Credits, remaining: u64, now: i64) -> LimitState {
+    let (quota, window, reset) = match &credits.refill {
+        Some(r) => (
+            r.amount,
+            Some(r.interval.len_at(now) as u32),
+            Some(r.interval.next_in(now) as u32),
+        ),
+        None => (credits.remaining, None, None),
+    };
+    LimitState {
+        name: CREDITS.into(),
+        quota,
+        window,
+        remaining,
+        reset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limit::{Interval, Refill};
+
+    const DAY: i64 = 86_400;
+
+    fn daily(remaining: u64, amount: u64) -> Credits {
+        Credits {
+            remaining,
+            refill: Some(Refill {
+                amount,
+                interval: Interval::Daily,
+            }),
+        }
+    }
+
+    #[test]
+    fn balances_start_refill_and_restart() {
+        let c = daily(3, 10);
+        let now = 100 * DAY + 5;
+        let mut b = current(&c, 1, None, now);
+        assert_eq!((b.remaining, b.period), (3, 100));
+        assert_eq!(take(&mut b, 2), 2);
+        assert_eq!(take(&mut b, 5), 1, "never more than is left");
+        assert_eq!(take(&mut b, 1), 0);
+        // Same day: kept at zero. Next day: refilled to the amount.
+        assert_eq!(current(&c, 1, Some(b), now + 60).remaining, 0);
+        assert_eq!(current(&c, 1, Some(b), now + DAY).remaining, 10);
+        // Set again (a newer version): starts afresh; an older caller keeps the newer balance.
+        assert_eq!(current(&c, 2, Some(b), now).remaining, 3);
+        let newer = Balance { version: 5, ..b };
+        assert_eq!(current(&c, 2, Some(newer), now + DAY), newer);
+        // Without refill a balance never comes back.
+        let once = Credits {
+            remaining: 4,
+            refill: None,
+        };
+        let b = Balance {
+            version: 1,
+            period: 0,
+            remaining: 0,
+        };
+        assert_eq!(current(&once, 1, Some(b), now + 40 * DAY).remaining, 0);
+    }
+
+    #[test]
+    fn unspent_credits_go_back_only_to_their_balance() {
+        let mut b = Balance {
+            version: 2,
+            period: 7,
+            remaining: 1,
+        };
+        give_back(&mut b, 2, 7, 4);
+        assert_eq!(b.remaining, 5);
+        give_back(&mut b, 2, 6, 4);
+        give_back(&mut b, 1, 7, 4);
+        assert_eq!(b.remaining, 5, "a past period or setting gets nothing back");
+    }
+
+    #[test]
+    fn fields_name_the_credits() {
+        let s = state(&daily(3, 10), 7, 100 * DAY + 86_000);
+        assert_eq!(s.policy_field(), r#""credits";q=10;w=86400"#);
+        assert_eq!(s.field(), r#""credits";r=7;t=400"#);
+        let once = Credits {
+            remaining: 4,
+            refill: None,
+        };
+        assert_eq!(state(&once, 0, 0).field(), r#""credits";r=0"#);
+    }
+}

@@ -1,0 +1,224 @@
+//! Credits: exactly as many allowed requests as a key has, then 429 `quota`; balances kept
+//! across restarts of keygate and of Redis; refills; and exact totals across three sidecars
+//! hammering one key on one real redis-server.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_server::RedisServer;
+use common::{Harness, HttpReply, wait_until};
+use keygate::admin::manage::CreateKey;
+use keygate::core::credits::Balance;
+use keygate::core::limit::{Credits, Interval, Refill};
+use keygate::store::Store;
+use keygate::store::state::CreditLease;
+use serde_json::json;
+
+async fn credit_key(h: &Harness, credits: Credits) -> (String, String) {
+    let create = CreateKey {
+        account: "metered".into(),
+        scheme: Some("live".into()),
+        credits: Some(credits),
+        ..Default::default()
+    };
+    let k = h.manager.create_key("test", create).await.unwrap();
+    (k.id, format!("Bearer {}", k.key))
+}
+
+fn credits(n: u64) -> Credits {
+    Credits {
+        remaining: n,
+        refill: None,
+    }
+}
+
+async fn auth(h: &Harness, bearer: &str) -> HttpReply {
+    h.http(
+        "GET",
+        "/auth",
+        &[("authorization", bearer), ("x-original-uri", "/v1/x")],
+    )
+    .await
+}
+
+/// Requests until the first refusal: how many were allowed; the refusal must be `quota`.
+async fn spend_all(h: &Harness, bearer: &str) -> u64 {
+    let mut allowed = 0;
+    loop {
+        let r = auth(h, bearer).await;
+        if r.status == 200 {
+            allowed += 1;
+            assert!(allowed <= 1_000, "credits never ran out");
+            continue;
+        }
+        assert_eq!(
+            (r.status, r.header("x-keygate-status")),
+            (403, Some("429")),
+            "{r:?}"
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(r.header("x-keygate-body").unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"error": "quota_exceeded", "message": "Usage quota exhausted"})
+        );
+        assert_eq!(r.header("ratelimit"), Some(r#""credits";r=0"#), "{r:?}");
+        let policy = r.header("ratelimit-policy").unwrap_or_default();
+        assert!(policy.starts_with(r#""credits";q="#), "{r:?}");
+        return allowed;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_the_credits_are_allowed_and_survive_a_restart() {
+    let mut h = Harness::start().await;
+    let (_, bearer) = credit_key(&h, credits(5)).await;
+    let mut left = Vec::new();
+    for _ in 0..5 {
+        let r = auth(&h, &bearer).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        left.push(r.header("ratelimit").unwrap().to_string());
+    }
+    let want: Vec<String> = (0..5)
+        .rev()
+        .map(|n| format!(r#""credits";r={n}"#))
+        .collect();
+    assert_eq!(left, want);
+    assert_eq!(spend_all(&h, &bearer).await, 0);
+
+    // A key spent in part, keygate restarted: the rest, no more, no less.
+    let (_, ten) = credit_key(&h, credits(10)).await;
+    for _ in 0..3 {
+        assert_eq!(auth(&h, &ten).await.status, 200);
+    }
+    h.stop().await;
+    let text = std::fs::read_to_string(&h.config_path).unwrap();
+    let h2 = Harness::start_with(tempfile::tempdir().unwrap(), text).await;
+    assert_eq!(spend_all(&h2, &ten).await, 7);
+}
+
+/// The store's balance rules, through each backend: never below zero, refilled in a new
+/// period, started afresh by a newer setting, unspent credits given back.
+async fn balance_rules(store: &Store) {
+    let day = 20_000 * 86_400;
+    let c = Credits {
+        remaining: 3,
+        refill: Some(Refill {
+            amount: 5,
+            interval: Interval::Daily,
+        }),
+    };
+    let lease = |version: u64, now: i64| CreditLease {
+        id: "k1".into(),
+        credits: c.clone(),
+        version,
+        period: now.div_euclid(86_400),
+        now,
+    };
+    let b = |version, period, remaining| Balance {
+        version,
+        period,
+        remaining,
+    };
+    assert_eq!(
+        store.take_credits(&lease(1, day), 2).await.unwrap(),
+        (2, b(1, 20_000, 1))
+    );
+    assert_eq!(
+        store.take_credits(&lease(1, day), 2).await.unwrap(),
+        (1, b(1, 20_000, 0))
+    );
+    assert_eq!(
+        store.take_credits(&lease(1, day), 1).await.unwrap(),
+        (0, b(1, 20_000, 0))
+    );
+    store.give_back_credits(&lease(1, day), 2).await.unwrap();
+    // Given back to another period: nothing.
+    store
+        .give_back_credits(&lease(1, day - 86_400), 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_credits(&lease(1, day), 5).await.unwrap(),
+        (2, b(1, 20_000, 0))
+    );
+    // The next day: refilled to the amount.
+    let next = day + 86_400;
+    assert_eq!(
+        store.take_credits(&lease(1, next), 1).await.unwrap(),
+        (1, b(1, 20_001, 4))
+    );
+    // Set again: the set amount; an instance that has not seen it yet keeps the new balance.
+    assert_eq!(
+        store.take_credits(&lease(2, next), 1).await.unwrap(),
+        (1, b(2, 20_001, 2))
+    );
+    assert_eq!(
+        store.take_credits(&lease(1, next), 1).await.unwrap(),
+        (1, b(2, 20_001, 1))
+    );
+}
+
+#[tokio::test]
+async fn balances_follow_the_same_rules_on_both_stores() {
+    let h = Harness::start().await;
+    balance_rules(&Store::open(&h.settings.store).unwrap()).await;
+    let redis = RedisServer::start();
+    let h = Harness::start_redis(&redis.url(), "", true).await;
+    balance_rules(&Store::open(&h.settings.store).unwrap()).await;
+}
+
+/// Three sidecars on one Redis, one key hammered on all three at once: exactly its credits
+/// are allowed in total. Then keygate and Redis restarted (Redis by SIGKILL): the balance is
+/// what it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn credits_are_exact_across_sidecars_and_survive_redis_restarts() {
+    let mut redis = RedisServer::start();
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        fleet.push(Arc::new(Harness::start_redis(&redis.url(), "", true).await));
+    }
+    let (_, bearer) = credit_key(&fleet[0], credits(100)).await;
+    for h in &fleet {
+        let b = bearer.clone();
+        wait_until(
+            "the key on every sidecar",
+            Duration::from_secs(5),
+            || async {
+                h.http(
+                    "GET",
+                    "/auth",
+                    &[("authorization", &b), ("x-original-uri", "/%252e")],
+                )
+                .await
+                .status
+                    == 403
+            },
+        )
+        .await;
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for h in &fleet {
+        for _ in 0..2 {
+            let (h, b) = (h.clone(), bearer.clone());
+            set.spawn(async move { spend_all(&h, &b).await });
+        }
+    }
+    let total: u64 = set.join_all().await.into_iter().sum();
+    assert_eq!(total, 100, "allowed across three sidecars");
+
+    // Part of a new key spent; every keygate and Redis restarted; the rest is there.
+    let (_, fifty) = credit_key(&fleet[0], credits(50)).await;
+    for _ in 0..20 {
+        assert_eq!(auth(&fleet[1], &fifty).await.status, 200);
+    }
+    for h in fleet.drain(..) {
+        Arc::into_inner(h).unwrap().stop().await;
+    }
+    redis.kill();
+    redis.restart();
+    let h = Harness::start_redis(&redis.url(), "", true).await;
+    assert_eq!(spend_all(&h, &fifty).await, 30);
+}
