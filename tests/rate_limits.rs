@@ -244,9 +244,11 @@ async fn envoy_module_spends_credits() {
     let k = s.h.manager.create_key("test", create).await.unwrap();
     let auth = bearer(&k.key);
     let headers = [("authorization", auth.as_str())];
-    wait_until("the module to see the key", Duration::from_secs(5), || async {
-        s.call("GET", "/v1/probe/%252e", &headers).await.status == 400
-    })
+    wait_until(
+        "the module to see the key",
+        Duration::from_secs(5),
+        || async { s.call("GET", "/v1/probe/%252e", &headers).await.status == 400 },
+    )
     .await;
     for left in (0..3).rev() {
         let r = s.call("GET", "/v1/items", &headers).await;
