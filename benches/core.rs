@@ -12,9 +12,11 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use keygate::authz::limiter::Limiter;
 use keygate::config::Settings;
 use keygate::core::decide::{NoCache, Outcome, Reason, SecretCheck, decide};
 use keygate::core::key::{self, Account, AccountStatus, KeyHash, KeyRecord};
+use keygate::core::limit::{Per, RateLimit, Shared};
 use keygate::core::request::Request;
 use keygate::core::route::{Route, RouteTable};
 use keygate::core::scheme::{HashKind, Scheme};
@@ -219,6 +221,44 @@ fn decide_sha256_allow(c: &mut Criterion) {
     );
 }
 
+/// `decide/sha256_allow` and then the allow counted against two rate limits (one per key, one
+/// per account) in this process, as the engine does: the cost limits add to a decision.
+fn decide_sha256_allow_two_limits(c: &mut Criterion) {
+    let f = &*FIXTURE;
+    let auth = format!("Bearer {}", f.live);
+    let headers = [
+        ("host", HOST),
+        ("user-agent", "curl/8.5.0"),
+        ("accept", "application/json"),
+        ("x-request-id", "7f3c1f0e-2b4a-4d7e-9a61-5c0e8d2b9f14"),
+        ("authorization", auth.as_str()),
+    ];
+    let req = Request {
+        method: ALLOWED.0,
+        path: ALLOWED.1,
+        host: Some(HOST),
+        headers: &headers[..],
+    };
+    let limit = |name: &str, per: &str, shared| RateLimit {
+        name: name.into(),
+        requests: u32::MAX,
+        per: Per::parse(per).unwrap(),
+        shared,
+    };
+    let limits = [
+        limit("burst", "1s", Shared::Key),
+        limit("daily", "1d", Shared::Account),
+    ];
+    let limiter = Limiter::default();
+    let (schemes, routes) = (&f.settings.policy.schemes, &f.settings.policy.routes);
+    let count = || match decide(schemes, routes, &f.table, black_box(&req), NOW, &NoCache) {
+        Outcome::Allow(a) => limiter.take(&limits, &a.key, NOW).is_ok(),
+        _ => false,
+    };
+    assert!(count(), "the request is allowed and counted");
+    c.bench_function("decide/sha256_allow_two_limits", |b| b.iter(count));
+}
+
 fn decide_argon2_cached_allow(c: &mut Criterion) {
     let f = &*FIXTURE;
     let cache = HmacCache::new();
@@ -388,6 +428,7 @@ criterion_group!(
     core,
     baseline_sha256_54_bytes,
     decide_sha256_allow,
+    decide_sha256_allow_two_limits,
     decide_argon2_cached_allow,
     decide_deny_missing,
     decide_deny_malformed,

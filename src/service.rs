@@ -81,6 +81,11 @@ impl Authorizer {
         &self.engine.usage
     }
 
+    /// This process's rate limit counters.
+    pub fn limiter(&self) -> &Arc<keygate_authz::limiter::Limiter> {
+        &self.engine.limiter
+    }
+
     /// This process's credit leases.
     pub fn wallet(&self) -> &keygate_authz::wallet::Wallet {
         &self.engine.wallet

@@ -180,10 +180,14 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> Result<Ru
         });
     }
     {
-        auth.wallet()
-            .attach(store.clone(), tokio::runtime::Handle::current());
+        let rt = tokio::runtime::Handle::current();
+        auth.wallet().attach(store.clone(), rt.clone());
+        auth.limiter().attach(store.clone(), rt);
         let (auth, done) = (auth.clone(), stopped(stop_rx.clone()));
-        tasks.spawn(async move { auth.wallet().keep(done).await });
+        let beat = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            tokio::join!(auth.wallet().keep(done), auth.limiter().keep(beat));
+        });
     }
 
     let opts = |which: Listener, http2_only: bool| {

@@ -22,7 +22,7 @@ use keygate_store::replica::Replica;
 use keygate_store::usage::UsageCounter;
 use zeroize::Zeroizing;
 
-use crate::limiter::Limiter;
+use crate::limiter::{Count, Lease, Limiter};
 use crate::observe::{Frontend, Observer};
 use crate::verify::Verifier;
 use crate::wallet::{Spend, Wallet};
@@ -52,13 +52,42 @@ pub enum Step {
     Verify(Pending),
 }
 
-/// What a request waits for.
-#[derive(Debug, Clone, Copy)]
+/// What a request waits for. `verified`: the answer of a verification made for this request
+/// before.
 enum Need {
     /// A verification of the presented key.
     Verify,
-    /// A credit lease; `verified`: the answer of a verification made for this request.
+    /// A credit lease.
     Credits { verified: Option<bool> },
+    /// Rate limit leases; `round`: how many were taken for this request already.
+    Budgets {
+        verified: Option<bool>,
+        leases: Vec<Lease>,
+        round: u8,
+    },
+}
+
+/// Leases taken for one request before it is refused as if the limit had no room: others
+/// took each lease first, and the instance is that busy.
+const MAX_ROUNDS: u8 = 4;
+
+impl Need {
+    fn verified(&self, ok: bool) -> Option<bool> {
+        match self {
+            Need::Verify => Some(ok),
+            Need::Credits { verified } | Need::Budgets { verified, .. } => *verified,
+        }
+    }
+}
+
+/// What the last wait of a request was, when its decision is made again.
+#[derive(Clone, Copy, Default)]
+struct After {
+    /// A credit lease was asked for: whether the store answered.
+    credits: Option<bool>,
+    /// Rate limit leases were asked for this many times; whether the store answered.
+    rounds: u8,
+    budgets_failed: bool,
 }
 
 /// A verification or credit lease to wait for: the key's entry and a copy of the presented
@@ -81,7 +110,7 @@ pub struct Engine {
     policy: ArcSwap<Policy>,
     pub replica: Arc<Replica>,
     pub usage: UsageCounter,
-    pub limiter: Limiter,
+    pub limiter: Arc<Limiter>,
     pub wallet: Wallet,
     verifier: Verifier,
     observer: Arc<dyn Observer>,
@@ -98,7 +127,7 @@ impl Engine {
             policy: ArcSwap::new(policy),
             replica,
             usage: UsageCounter::default(),
-            limiter: Limiter::default(),
+            limiter: Arc::default(),
             wallet: Wallet::default(),
             verifier: Verifier::new(
                 limits.concurrency,
@@ -140,15 +169,19 @@ impl Engine {
                 start,
                 need: Need::Verify,
             }),
-            o => self.record(o, frontend, now, start, None),
+            o => self.record(o, frontend, now, start, After::default()),
         }
     }
 
     /// Runs the verification `pending` needs on a hash thread, or takes its credit lease from
     /// the store; `done` is called there with the answer (verified; lease taken).
-    pub fn verify(&self, pending: Pending, done: impl FnOnce(Pending, bool) + Send + 'static) {
+    pub fn verify(&self, mut pending: Pending, done: impl FnOnce(Pending, bool) + Send + 'static) {
         let (entry, now) = (pending.entry.clone(), pending.now);
-        match pending.need {
+        match &mut pending.need {
+            Need::Budgets { leases, .. } => {
+                let leases = std::mem::take(leases);
+                self.limiter.fetch(leases, now, move |ok| done(pending, ok));
+            }
             Need::Verify => {
                 let key = pending.key.clone();
                 self.verifier
@@ -181,19 +214,32 @@ impl Engine {
         let p = self.policy.load();
         let table = self.replica.snapshot();
         let check = self.verifier.check(pending.now);
-        let (check, fetched) = match pending.need {
-            Need::Verify => (check.with_result(&pending.entry, ok), None),
-            Need::Credits { verified: Some(v) } => (check.with_result(&pending.entry, v), Some(ok)),
-            Need::Credits { verified: None } => (check, Some(ok)),
+        let verified = pending.need.verified(ok);
+        let check = match verified {
+            Some(v) => check.with_result(&pending.entry, v),
+            None => check,
+        };
+        let after = match &pending.need {
+            Need::Verify => After::default(),
+            Need::Credits { .. } => After {
+                credits: Some(ok),
+                ..After::default()
+            },
+            Need::Budgets { round, .. } => After {
+                rounds: *round,
+                budgets_failed: !ok,
+                ..After::default()
+            },
         };
         let o = decide(&p.schemes, &p.routes, &table, req, pending.now, &check);
-        let verified = matches!(pending.need, Need::Verify).then_some(ok);
-        match self.record(o, frontend, pending.now, pending.start, fetched) {
+        match self.record(o, frontend, pending.now, pending.start, after) {
             Step::Verify(mut next) => {
-                next.need = match (next.need, verified) {
-                    (Need::Credits { .. }, Some(v)) => Need::Credits { verified: Some(v) },
-                    (n, _) => n,
-                };
+                match &mut next.need {
+                    Need::Credits { verified: v } | Need::Budgets { verified: v, .. } => {
+                        *v = verified
+                    }
+                    Need::Verify => {}
+                }
                 Step::Verify(next)
             }
             done => done,
@@ -226,26 +272,26 @@ impl Engine {
         }
     }
 
-    /// Records a decision, or asks for a credit lease first (`fetched`: one was asked for
-    /// this request already, and whether the store answered).
+    /// Records a decision, or asks for a credit or rate limit lease first (`after`: what was
+    /// asked for this request already).
     fn record(
         &self,
         o: Outcome<'_>,
         frontend: Frontend,
         now: i64,
         start: Instant,
-        fetched: Option<bool>,
+        after: After,
     ) -> Step {
         let decision = match o {
-            Outcome::Allow(a) => match self.count(a, now, fetched) {
+            Outcome::Allow(a) => match self.count(a, now, after) {
                 Ok(d) => d,
-                Err(entry) => {
+                Err((entry, need)) => {
                     return Step::Verify(Pending {
                         entry,
                         key: Zeroizing::new(Vec::new()),
                         now,
                         start,
-                        need: Need::Credits { verified: None },
+                        need,
                     });
                 }
             },
@@ -275,21 +321,20 @@ impl Engine {
 
 impl Engine {
     /// Counts an allow against its credits and limits: the allow with the tightest state, or
-    /// the refusal; `Err(entry)` if the key's credit lease must be taken first (not when one
-    /// was asked for already: `fetched`).
+    /// the refusal; `Err` with what to wait for when a lease must be taken first.
     fn count(
         &self,
         mut a: Allow,
         now: i64,
-        fetched: Option<bool>,
-    ) -> Result<Decision, Arc<KeyEntry>> {
+        after: After,
+    ) -> Result<Decision, (Arc<KeyEntry>, Need)> {
         let mut spent = None;
         if let Some((credits, version)) = a.key.credits() {
             match self.wallet.spend(&a.key.id, credits, *version, now) {
                 Spend::Spent(s) => spent = Some(s),
                 Spend::Empty(s) => return Ok(Err(refusal(&a, Reason::Quota, Some(s)))),
-                Spend::Fetch => match fetched {
-                    None => return Err(a.key.clone()),
+                Spend::Fetch => match after.credits {
+                    None => return Err((a.key.clone(), Need::Credits { verified: None })),
                     // Taken, and taken again by other requests meanwhile: none left here.
                     Some(true) => {
                         let s = keygate_core::credits::state(credits, 0, now);
@@ -301,14 +346,30 @@ impl Engine {
             }
         }
         if let Some(limits) = &a.limits {
-            match self.limiter.take(limits, &a.key, now) {
-                Ok(s) => a.limit = Some(s),
-                Err(s) => {
+            let refused = match self.limiter.count(limits, &a.key, now) {
+                Count::Allowed(s) => {
+                    a.limit = Some(s);
+                    None
+                }
+                Count::Refused(s) => Some(s),
+                Count::Fetch(leases) if after.rounds < MAX_ROUNDS && !after.budgets_failed => {
                     if spent.is_some() {
                         self.wallet.refund(&a.key.id);
                     }
-                    return Ok(Err(refusal(&a, Reason::RateLimited, Some(s))));
+                    let need = Need::Budgets {
+                        verified: None,
+                        leases,
+                        round: after.rounds + 1,
+                    };
+                    return Err((a.key.clone(), need));
                 }
+                Count::Fetch(leases) => Some(leases[0].refusal(now)),
+            };
+            if let Some(s) = refused {
+                if spent.is_some() {
+                    self.wallet.refund(&a.key.id);
+                }
+                return Ok(Err(refusal(&a, Reason::RateLimited, Some(s))));
             }
         }
         // The fields name whichever is nearer its end.

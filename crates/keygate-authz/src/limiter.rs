@@ -3,6 +3,16 @@
 //! hash tables behind short locks. A request passes when every limit that applies has room;
 //! a request one limit refuses is taken back from the others, so that only allowed requests
 //! count.
+//!
+//! On a store shared by many instances (Redis) a counter's room is what this instance has
+//! leased from the fleet-wide counter of the window ([`fleet`]): a request spends from the
+//! lease without waiting, and waits for one store call when the lease is empty. While the
+//! store cannot be reached, each instance allows its share of the limit (the limit divided by
+//! the instances alive at the last heartbeat). See `docs/limits.md`.
+
+mod fleet;
+
+pub use fleet::Lease;
 
 use std::cmp::Reverse;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
@@ -25,6 +35,11 @@ struct Slot {
     per: u32,
     window: i64,
     used: u64,
+    /// Fleet mode: requests leased for this window, what the store had left after the last
+    /// lease, and the size of the last lease.
+    granted: u64,
+    store_left: u64,
+    chunk: u64,
 }
 
 impl Slot {
@@ -46,6 +61,7 @@ struct Shard {
 pub struct Limiter {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
+    fleet: std::sync::OnceLock<fleet::Fleet>,
 }
 
 impl Default for Limiter {
@@ -53,8 +69,37 @@ impl Default for Limiter {
         Limiter {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
+            fleet: std::sync::OnceLock::new(),
         }
     }
+}
+
+/// How a counter's room is decided.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// The limit, in this process.
+    Local,
+    /// What was leased from the fleet-wide counter.
+    Leased,
+    /// The store is unreachable: the limit divided by this many instances.
+    Share(u64),
+}
+
+/// What counting a request came to.
+pub enum Count {
+    /// Allowed: the tightest limit's state.
+    Allowed(LimitState),
+    /// Refused by the limit without room.
+    Refused(LimitState),
+    /// A lease is empty: take [`Limiter::fetch`] these and count again.
+    Fetch(Vec<Lease>),
+}
+
+/// One request against one counter.
+enum One {
+    Taken(Taken),
+    Refused(u32),
+    Fetch(Lease),
 }
 
 /// Where one taken request stands against one limit.
@@ -81,49 +126,82 @@ impl Limiter {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts one request of `key` against every limit in `limits` at `now`: `Ok` with the
-    /// tightest limit's state (the fewest requests left) when all have room, `Err` with the
-    /// state of the first limit without room, after taking the request back from the others.
+    /// Counts one request of `key` against every limit in `limits` at `now`, in this process
+    /// alone: `Ok` with the tightest limit's state, `Err` with the state of the first limit
+    /// without room.
     pub fn take(
         &self,
         limits: &[RateLimit],
         key: &KeyEntry,
         now: i64,
     ) -> Result<LimitState, LimitState> {
+        match self.count_in(limits, key, now, Mode::Local) {
+            Count::Allowed(s) => Ok(s),
+            Count::Refused(s) => Err(s),
+            Count::Fetch(_) => unreachable!("local counters need no lease"),
+        }
+    }
+
+    /// Counts one request as the store allows: in this process (file store), from leases of
+    /// the fleet-wide counters (Redis), or by this instance's share while Redis is unreachable.
+    pub fn count(&self, limits: &[RateLimit], key: &KeyEntry, now: i64) -> Count {
+        let mode = match self.fleet.get() {
+            None => Mode::Local,
+            Some(f) => f.mode(now),
+        };
+        self.count_in(limits, key, now, mode)
+    }
+
+    /// Every limit has room: `Allowed` with the tightest (the fewest requests left, then the
+    /// longest reset); otherwise what was taken is given back.
+    fn count_in(&self, limits: &[RateLimit], key: &KeyEntry, now: i64, mode: Mode) -> Count {
         let mut tightest: Option<Taken> = None;
+        let mut fetch = Vec::new();
+        let mut taken = 0;
         for (index, l) in limits.iter().enumerate() {
-            match self.take_one(l, subject(l, key), now) {
-                Ok(t) => {
+            match self.take_one(l, subject(l, key), now, mode) {
+                One::Taken(t) => {
+                    taken |= 1 << index;
                     let t = Taken { index, ..t };
-                    // Fewest left; of those, the one that stays refused longest.
                     if tightest.as_ref().is_none_or(|b| {
                         (t.remaining, Reverse(t.reset)) < (b.remaining, Reverse(b.reset))
                     }) {
                         tightest = Some(t);
                     }
                 }
-                Err(reset) => {
-                    for o in &limits[..index] {
-                        self.give_back(o, subject(o, key), now);
-                    }
-                    return Err(state(l, 0, reset));
+                One::Refused(reset) => {
+                    self.give_back_all(limits, key, now, taken);
+                    return Count::Refused(state(l, 0, reset));
                 }
+                One::Fetch(lease) => fetch.push(lease),
             }
+        }
+        if !fetch.is_empty() {
+            self.give_back_all(limits, key, now, taken);
+            return Count::Fetch(fetch);
         }
         let t = tightest.unwrap_or(Taken {
             index: 0,
             remaining: 0,
             reset: 1,
         });
-        Ok(state(&limits[t.index], t.remaining, t.reset))
+        Count::Allowed(state(&limits[t.index], t.remaining, t.reset))
     }
 
-    /// One request against one limit: what is left and the seconds to reset, or the seconds
-    /// to reset when there is no room.
-    fn take_one(&self, l: &RateLimit, subject: &str, now: i64) -> Result<Taken, u32> {
+    fn give_back_all(&self, limits: &[RateLimit], key: &KeyEntry, now: i64, taken: u32) {
+        for (i, o) in limits.iter().enumerate() {
+            if taken & (1 << i) != 0 {
+                self.give_back(o, subject(o, key), now);
+            }
+        }
+    }
+
+    /// One request against one limit: what is left and the seconds to reset; the seconds to
+    /// reset when there is no room; or the lease to take first.
+    fn take_one(&self, l: &RateLimit, subject: &str, now: i64, mode: Mode) -> One {
         let per = l.per.secs();
         let (w, reset) = (window(now, per), reset_in(now, per));
-        let quota = u64::from(l.requests);
+        let limit = u64::from(l.requests);
         let h = self.hash(l.shared, subject, &l.name, l.per.secs());
         let mut shard = self.shard(h);
         if now >= shard.next_sweep {
@@ -143,6 +221,9 @@ impl Limiter {
                         per,
                         window: w,
                         used: 0,
+                        granted: 0,
+                        store_left: limit,
+                        chunk: 0,
                     },
                     |s| self.hash(s.shared, &s.subject, &s.name, s.per),
                 )
@@ -151,14 +232,24 @@ impl Limiter {
         if slot.window != w {
             slot.window = w;
             slot.used = 0;
+            slot.granted = 0;
+            slot.store_left = limit;
         }
-        if slot.used >= quota {
-            return Err(reset);
+        let (room, left_elsewhere) = match mode {
+            Mode::Local => (limit, 0),
+            Mode::Leased => (slot.granted, slot.store_left),
+            Mode::Share(n) => (slot.granted.max(limit.div_ceil(n.max(1))), 0),
+        };
+        if slot.used >= room {
+            if matches!(mode, Mode::Leased) && slot.store_left > 0 {
+                return One::Fetch(fleet::lease(l, subject, slot));
+            }
+            return One::Refused(reset);
         }
         slot.used += 1;
-        Ok(Taken {
+        One::Taken(Taken {
             index: 0,
-            remaining: quota - slot.used,
+            remaining: (room - slot.used + left_elsewhere).min(limit),
             reset,
         })
     }

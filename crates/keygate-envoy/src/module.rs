@@ -159,9 +159,9 @@ fn follow(
         let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        engine
-            .wallet
-            .attach(store.clone(), tokio::runtime::Handle::current());
+        let rt = tokio::runtime::Handle::current();
+        engine.wallet.attach(store.clone(), rt.clone());
+        engine.limiter.attach(store.clone(), rt);
         tokio::join!(
             store.follow(replica, stats.clone(), until(stopped.clone())),
             keygate_store::usage::write_back(
@@ -171,7 +171,8 @@ fn follow(
                 every,
                 until(stopped.clone())
             ),
-            engine.wallet.keep(until(stopped)),
+            engine.wallet.keep(until(stopped.clone())),
+            engine.limiter.keep(until(stopped)),
         );
     });
 }

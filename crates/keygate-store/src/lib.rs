@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use keygate_core::credits::Balance;
 use keygate_core::key::{Account, KeyRecord};
-use state::{AuditEvent, Change, ChangeError, CreditLease, State, UsageBatch};
+use state::{AuditEvent, BudgetTake, Change, ChangeError, CreditLease, State, UsageBatch};
 
 pub use stats::StoreStats;
 
@@ -221,6 +221,29 @@ impl Store {
     /// Puts unspent credits of a lease back, if the balance is still the one they came from.
     pub async fn give_back_credits(&self, lease: &CreditLease, n: u64) -> Result<(), StoreError> {
         each!(self, b => b.give_back_credits(lease, n).await)
+    }
+
+    /// Whether rate limits are counted fleet-wide in this store (Redis), rather than per
+    /// process (the file store).
+    pub fn shares_budgets(&self) -> bool {
+        matches!(self, Store::Redis(_))
+    }
+
+    /// Leases from fleet-wide rate limit counters, in one call: granted and left, per take.
+    /// Only Redis keeps them; elsewhere nothing is granted.
+    pub async fn take_budgets(&self, takes: &[BudgetTake]) -> Result<Vec<(u64, u64)>, StoreError> {
+        match self {
+            Store::Redis(r) => r.take_budgets(takes).await,
+            Store::File(_) => Ok(vec![(0, 0); takes.len()]),
+        }
+    }
+
+    /// Records that this instance is alive; returns how many are (1 on the file store).
+    pub async fn heartbeat(&self, instance: &str, now: i64) -> Result<u64, StoreError> {
+        match self {
+            Store::Redis(r) => r.heartbeat(instance, now).await,
+            Store::File(_) => Ok(1),
+        }
     }
 
     /// Adds a batch of usage counts and last-use times.

@@ -34,6 +34,16 @@ pub struct State {
     pub credits: BTreeMap<String, Balance>,
 }
 
+/// A lease wanted from a fleet-wide rate limit counter: `want` requests of at most `limit`
+/// in the window the counter names, which expires after `ttl` seconds.
+#[derive(Debug, Clone)]
+pub struct BudgetTake {
+    pub counter: String,
+    pub limit: u64,
+    pub want: u64,
+    pub ttl: u64,
+}
+
 /// Which balance a credit lease is taken from: the key's credits as the caller's table has
 /// them, and the refill period at `now`.
 #[derive(Debug, Clone)]

@@ -11,6 +11,8 @@
 //! - `{ns}:audit` — stream: one entry per management event; never trimmed.
 //! - `{ns}:last_used` — hash: key id → Unix seconds; `{ns}:usage:<id>` — hash: day → count.
 //! - `{ns}:credits` — hash: key id → `version:period:remaining`, the live credit balance.
+//! - `{ns}:rl:<counter>` — requests leased from a fleet-wide rate limit window (expires with it);
+//!   `{ns}:instances` — sorted set: instance → Unix seconds of its last heartbeat.
 //!
 //! Writes are optimistic: read what the rules need, apply the same pure rules as every
 //! backend ([`State::apply`]), then one Lua script checks that `rev` has not moved and writes
@@ -23,9 +25,11 @@
 //! - [`read`]: the narrow reads behind management calls;
 //! - [`write`]: the compare-and-set write script and usage write-back;
 //! - [`credits`]: credit leases taken and given back atomically;
+//! - [`budgets`]: rate limit leases and instance heartbeats;
 //! - [`load`]: the whole table, scanned in batches into a table under construction;
 //! - [`follow`]: following the change log into the replica.
 
+mod budgets;
 mod connect;
 mod credits;
 mod follow;
@@ -81,6 +85,7 @@ pub struct RedisStore {
     script: Arc<redis::Script>,
     /// Take and give back.
     credit_scripts: Arc<(redis::Script, redis::Script)>,
+    budget_script: Arc<redis::Script>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -155,6 +160,7 @@ impl RedisStore {
             max_len: o.max_changes,
             conn: Arc::new(tokio::sync::Mutex::new(None)),
             script: Arc::new(redis::Script::new(write::CAS_WRITE)),
+            budget_script: Arc::new(redis::Script::new(budgets::TAKE)),
             credit_scripts: Arc::new((
                 redis::Script::new(credits::TAKE),
                 redis::Script::new(credits::GIVE_BACK),
