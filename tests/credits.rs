@@ -89,14 +89,24 @@ async fn exactly_the_credits_are_allowed_and_survive_a_restart() {
     assert_eq!(spend_all(&h, &bearer).await, 0);
 
     // A key spent in part, keygate restarted: the rest, no more, no less.
-    let (_, ten) = credit_key(&h, credits(10)).await;
+    let (ten_id, ten) = credit_key(&h, credits(10)).await;
+    assert_eq!(left_of(&h, &ten_id).await, 10);
     for _ in 0..3 {
         assert_eq!(auth(&h, &ten).await.status, 200);
     }
     h.stop().await;
     let text = std::fs::read_to_string(&h.config_path).unwrap();
     let h2 = Harness::start_with(tempfile::tempdir().unwrap(), text).await;
+    // The key's view shows what is left, not the amount set.
+    assert_eq!(left_of(&h2, &ten_id).await, 7);
     assert_eq!(spend_all(&h2, &ten).await, 7);
+    assert_eq!(left_of(&h2, &ten_id).await, 0);
+}
+
+async fn left_of(h: &Harness, id: &str) -> u64 {
+    let list = h.manager.list_keys(Some("metered")).await.unwrap();
+    let view = list.keys.iter().find(|k| k.id == id).unwrap();
+    view.credits.as_ref().unwrap().remaining
 }
 
 /// The store's balance rules, through each backend: never below zero, refilled in a new
@@ -210,7 +220,7 @@ async fn credits_are_exact_across_sidecars_and_survive_redis_restarts() {
     assert_eq!(total, 100, "allowed across three sidecars");
 
     // Part of a new key spent; every keygate and Redis restarted; the rest is there.
-    let (_, fifty) = credit_key(&fleet[0], credits(50)).await;
+    let (fifty_id, fifty) = credit_key(&fleet[0], credits(50)).await;
     for _ in 0..20 {
         assert_eq!(auth(&fleet[1], &fifty).await.status, 200);
     }
@@ -220,5 +230,6 @@ async fn credits_are_exact_across_sidecars_and_survive_redis_restarts() {
     redis.kill();
     redis.restart();
     let h = Harness::start_redis(&redis.url(), "", true).await;
+    assert_eq!(left_of(&h, &fifty_id).await, 30);
     assert_eq!(spend_all(&h, &fifty).await, 30);
 }

@@ -248,6 +248,12 @@ impl FileStore {
         .await
     }
 
+    pub async fn credit_balances(&self, ids: &[&str]) -> Result<Vec<Option<Balance>>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        self.read_with(move |s| ids.iter().map(|id| s.credits.get(id).copied()).collect())
+            .await
+    }
+
     pub async fn give_back_credits(&self, lease: &CreditLease, n: u64) -> Result<(), StoreError> {
         let lease = lease.clone();
         self.update_with(move |s| {

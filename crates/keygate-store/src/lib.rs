@@ -218,6 +218,11 @@ impl Store {
         each!(self, b => b.take_credits(lease, want).await)
     }
 
+    /// The stored credit balances of these keys (`None`: never spent from).
+    pub async fn credit_balances(&self, ids: &[&str]) -> Result<Vec<Option<Balance>>, StoreError> {
+        each!(self, b => b.credit_balances(ids).await)
+    }
+
     /// Puts unspent credits of a lease back, if the balance is still the one they came from.
     pub async fn give_back_credits(&self, lease: &CreditLease, n: u64) -> Result<(), StoreError> {
         each!(self, b => b.give_back_credits(lease, n).await)

@@ -6,6 +6,7 @@ use serde_json::json;
 use super::{Manager, check_account};
 use crate::admin::error::{ManageError, bad};
 use crate::admin::views::{Created, KeyList, KeyView};
+use crate::core::credits;
 use crate::core::key::{self, KeyHash, KeyRecord};
 use crate::core::limit::{Credits, RateLimit, check_limits};
 use crate::service::unix_now;
@@ -206,15 +207,40 @@ impl Manager {
         )
         .await?;
         let k = self.store.get_key(id).await?.ok_or(ManageError::NotFound)?;
-        Ok(KeyView::from(&k))
+        let mut views = [KeyView::from(&k)];
+        self.live_credits(std::slice::from_ref(&k), &mut views)
+            .await?;
+        let [view] = views;
+        Ok(view)
+    }
+
+    /// Shows the credits left now (the store's balance; credits leased by instances and not
+    /// yet spent count as spent until given back) in place of the amount set.
+    async fn live_credits(
+        &self,
+        keys: &[KeyRecord],
+        views: &mut [KeyView],
+    ) -> Result<(), ManageError> {
+        let with: Vec<usize> = (0..keys.len())
+            .filter(|&i| keys[i].credits.is_some())
+            .collect();
+        let ids: Vec<&str> = with.iter().map(|&i| keys[i].id.as_str()).collect();
+        let balances = self.store.credit_balances(&ids).await?;
+        let now = unix_now();
+        for (&i, stored) in with.iter().zip(balances) {
+            if let (Some(c), Some(v)) = (&keys[i].credits, views[i].credits.as_mut()) {
+                v.remaining = credits::current(c, keys[i].credits_version, stored, now).remaining;
+            }
+        }
+        Ok(())
     }
 
     pub async fn list_keys(&self, account: Option<&str>) -> Result<KeyList, ManageError> {
         let mut keys = self.store.keys_of(account).await?;
         keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        Ok(KeyList {
-            keys: keys.iter().map(KeyView::from).collect(),
-        })
+        let mut views: Vec<KeyView> = keys.iter().map(KeyView::from).collect();
+        self.live_credits(&keys, &mut views).await?;
+        Ok(KeyList { keys: views })
     }
 
     pub async fn revoke_key(&self, actor: &str, id: &str) -> Result<(), ManageError> {

@@ -41,6 +41,24 @@ return 1
 "#;
 
 impl RedisStore {
+    /// The stored balances of these keys (`None`: never spent from).
+    pub(super) async fn credit_balances_once(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<Option<Balance>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut con = self.conn().await?;
+        let raw: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.k("credits"))
+            .arg(ids)
+            .query_async(&mut con)
+            .await
+            .map_err(err)?;
+        Ok(raw.iter().map(|r| r.as_deref().and_then(parse)).collect())
+    }
+
     pub(super) async fn take_credits_once(
         &self,
         lease: &CreditLease,
@@ -88,4 +106,15 @@ impl RedisStore {
             .map_err(err)?;
         Ok(())
     }
+}
+
+/// `version:period:remaining`.
+fn parse(s: &str) -> Option<Balance> {
+    let mut it = s.split(':');
+    let b = Balance {
+        version: it.next()?.parse().ok()?,
+        period: it.next()?.parse().ok()?,
+        remaining: it.next()?.parse().ok()?,
+    };
+    it.next().is_none().then_some(b)
 }

@@ -287,6 +287,10 @@ impl RedisStore {
         self.record_usage_once(batch).await
     }
 
+    pub async fn credit_balances(&self, ids: &[&str]) -> Result<Vec<Option<Balance>>, StoreError> {
+        self.retry(|| self.credit_balances_once(ids)).await
+    }
+
     /// Not retried: the caller is a request waiting for its credits.
     pub async fn take_credits(
         &self,
