@@ -27,6 +27,7 @@ LABELS = [
     ("envoy-apikey", "2", "Envoy api_key_auth (plaintext key) → upstream"),
     ("envoy-module", "7", "Envoy + keygate module, SHA-256 (Bearer) → upstream"),
     ("envoy-module-argon2", "7a", "Envoy + keygate module, Argon2, verified (x-api-key) → upstream"),
+    ("envoy-module-limited", "7b", "Envoy + keygate module, SHA-256, two rate limits never reached → upstream"),
     ("grpc-allow", "3", "Envoy ext_authz gRPC, allow_all → upstream"),
     ("grpc-allow-id", "3'", "Envoy ext_authz gRPC, allow_all with keygate-shaped allow → upstream"),
     ("grpc-sha256", "4", "Envoy ext_authz gRPC, keygate SHA-256 (Bearer) → upstream"),
@@ -132,6 +133,8 @@ def ratios(rows, lg):
                          rows, key, "envoy-apikey", 5, op=sub, fmt="{:+.2f}",
                          target=at_most(1.5, "≤ +1.5")))
     out += [
+        ratio("7b÷7 Envoy + keygate module, two never-reached rate limits ÷ none, req/s",
+              rows, "envoy-module-limited", "envoy-module", 2, target=at_least(0.97, "≥ 0.97")),
         ratio("7÷1 Envoy + keygate module (SHA-256) ÷ direct_response, req/s",
               rows, "envoy-module", "envoy-direct", 2),
         ratio("7÷4 Envoy + keygate module ÷ Envoy + keygate over gRPC (SHA-256), req/s",

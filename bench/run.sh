@@ -265,7 +265,12 @@ live_key="$("$keygate_bin" --config "$work/keygate.yaml" keys create --account b
   --name bench-sha256 --scheme live | key_of)"
 toon_key="$("$keygate_bin" --config "$work/keygate.yaml" keys create --account bench \
   --name bench-argon2 --scheme toon | key_of)"
-[[ $live_key == tk_live_* && $toon_key == toon_* ]] || die "keygate keys create gave no keys"
+# The same as live_key, with two rate limits (one per key, one per account) it never reaches.
+limited_key="$("$keygate_bin" --config "$work/keygate.yaml" keys create --account bench-limited \
+  --name bench-limited --scheme live --rate-limit burst=4000000000/1s \
+  --rate-limit daily=4000000000/1d/account | key_of)"
+[[ $live_key == tk_live_* && $toon_key == toon_* && $limited_key == tk_live_* ]] ||
+  die "keygate keys create gave no keys"
 # A key of the right shape that does not exist: last character changed.
 wrong() { local k=$1 c=${1: -1}; [ "$c" = A ] && c=B || c=A; echo "${k%?}$c"; }
 
@@ -461,6 +466,7 @@ loadgen_row() {
 
 bearer="Authorization: Bearer $live_key"
 apikey="x-api-key: $toon_key"
+limited="Authorization: Bearer $limited_key"
 up=("port_value: 8080" "port_value: $p_upstream")
 : >"$work/loadgen.tsv"
 load_start="$(cut -d' ' -f1 /proc/loadavg)"
@@ -489,6 +495,8 @@ for round in $(seq "$rounds"); do
   envoy_row envoy-module envoy/envoy-module.yaml "" "$bearer" 401 upstream "${up[@]}" \
     "/etc/keygate/keygate.yaml" "$work/keygate.yaml"
   envoy_row envoy-module-argon2 envoy/envoy-module.yaml "" "$apikey" 401 upstream "${up[@]}" \
+    "/etc/keygate/keygate.yaml" "$work/keygate.yaml"
+  envoy_row envoy-module-limited envoy/envoy-module.yaml "" "$limited" 401 upstream "${up[@]}" \
     "/etc/keygate/keygate.yaml" "$work/keygate.yaml"
   envoy_grpc grpc-allow allow-grpc "$p_allow_grpc" "$bearer" 200
   envoy_grpc grpc-allow-id allow-grpc-id "$p_allow_grpc_id" "$bearer" 200
