@@ -192,6 +192,41 @@ async fn two_envoys_and_a_sidecar_share_one_redis() {
         made.elapsed()
     );
 
+    // A rate limit counted across both Envoys: 5 a day in all, then 429 in each.
+    let create = keygate::admin::manage::CreateKey {
+        account: "acme".into(),
+        scheme: Some("live".into()),
+        rate_limits: Some(vec![keygate::core::limit::RateLimit {
+            name: "daily".into(),
+            requests: 5,
+            per: keygate::core::limit::Per::parse("1d").unwrap(),
+            shared: keygate::core::limit::Shared::Key,
+        }]),
+        ..Default::default()
+    };
+    let limited = h.manager.create_key("test", create).await.unwrap().key;
+    for p in [&a, &b] {
+        wait_until(
+            "the limited key in an Envoy",
+            Duration::from_secs(10),
+            || {
+                let limited = &limited;
+                async move { status(p, limited, "/v1/%252e").await == 400 }
+            },
+        )
+        .await;
+    }
+    let mut allowed = 0;
+    for i in 0..12 {
+        let p = if i % 2 == 0 { &a } else { &b };
+        match status(p, &limited, "/v1/limited").await {
+            200 => allowed += 1,
+            429 => {}
+            s => panic!("request {i}: {s}"),
+        }
+    }
+    assert_eq!(allowed, 5, "the limit is the fleet's, not each Envoy's");
+
     // Redis killed and restarted under load: every decision is still made, from the table.
     let load = {
         let (addr_a, addr_b, k) = (a.addr, b.addr, format!("Bearer {}", key.key));
