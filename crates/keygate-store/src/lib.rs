@@ -251,6 +251,15 @@ impl Store {
         }
     }
 
+    /// Folds the usage batches instances wrote into the per-key counts, if this instance is
+    /// the one that folds (Redis); nothing to do elsewhere.
+    pub async fn fold_usage(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Redis(r) => r.fold_usage().await,
+            Store::File(_) => Ok(()),
+        }
+    }
+
     /// Adds a batch of usage counts and last-use times.
     pub async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
         each!(self, b => b.record_usage(batch).await)

@@ -1,7 +1,8 @@
 //! Allowed requests counted in memory between write-backs, and the loop that writes them to
 //! the store in batches (last use and per-day counts): one write per interval, not one per
 //! request. A batch that fails is put back and goes with the next; a crash loses at most one
-//! interval.
+//! interval. On Redis a batch is one entry, and the loop also folds the fleet's entries when
+//! this instance is the one that folds.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -64,6 +65,9 @@ pub async fn write_back(
                     usage.put_back(batch);
                 }
             }
+        }
+        if let Err(e) = store.fold_usage().await {
+            tracing::warn!(error = %e, "usage fold failed; will retry");
         }
         if last {
             return;

@@ -18,7 +18,7 @@ const MAX_CHUNK: u64 = 64;
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an instance counts by its share after Redis failed it.
 const DEGRADED_FOR: i64 = 2;
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 pub(super) struct Fleet {
     store: Store,
@@ -159,7 +159,7 @@ impl Limiter {
         }
     }
 
-    /// Beats every 2 s until `shutdown`: the instances alive size the share each enforces
+    /// Beats every 5 s until `shutdown`: the instances alive size the share each enforces
     /// while Redis is unreachable.
     pub async fn keep(&self, shutdown: impl std::future::Future<Output = ()>) {
         let Some(f) = self.fleet.get() else {

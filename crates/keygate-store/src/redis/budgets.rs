@@ -29,7 +29,7 @@ return out
 "#;
 
 /// How long an instance counts as alive after its last beat, in seconds.
-pub const HEARTBEAT_TTL: i64 = 10;
+pub const HEARTBEAT_TTL: i64 = 15;
 
 impl RedisStore {
     pub async fn take_budgets(&self, takes: &[BudgetTake]) -> Result<Vec<(u64, u64)>, StoreError> {

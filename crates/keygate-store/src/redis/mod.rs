@@ -9,7 +9,9 @@
 //! - `{ns}:digests` — hash: SHA-256 hex → key id (sha256 keys; duplicate imports are refused).
 //! - `{ns}:changes` — stream: one entry per write, `rev` and `data` (every changed record).
 //! - `{ns}:audit` — stream: one entry per management event; never trimmed.
-//! - `{ns}:last_used` — hash: key id → Unix seconds; `{ns}:usage:<id>` — hash: day → count.
+//! - `{ns}:last_used` — hash: key id → Unix seconds; `{ns}:usage:<id>` — hash: day → count;
+//!   `{ns}:usage_in` — stream of usage batches not yet folded; `{ns}:usage_folder` — the
+//!   folding instance's lease.
 //! - `{ns}:credits` — hash: key id → `version:period:remaining`, the live credit balance.
 //! - `{ns}:rl:<counter>` — requests leased from a fleet-wide rate limit window (expires with it);
 //!   `{ns}:instances` — sorted set: instance → Unix seconds of its last heartbeat.
@@ -26,6 +28,7 @@
 //! - [`write`]: the compare-and-set write script and usage write-back;
 //! - [`credits`]: credit leases taken and given back atomically;
 //! - [`budgets`]: rate limit leases and instance heartbeats;
+//! - [`usage`]: usage write-back, one entry per instance per interval, folded by one;
 //! - [`load`]: the whole table, scanned in batches into a table under construction;
 //! - [`follow`]: following the change log into the replica.
 
@@ -35,6 +38,7 @@ mod credits;
 mod follow;
 mod load;
 mod read;
+mod usage;
 mod write;
 
 use std::collections::BTreeMap;
@@ -50,6 +54,14 @@ use super::replica::Replica;
 use super::state::{AuditEvent, Change, CreditLease, UsageBatch};
 use super::{StoreError, StoreStats};
 use connect::Target;
+
+/// A name for this process unlikely to be any other's: host pid, start time.
+fn instance_id() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{t:x}", std::process::id())
+}
 
 /// Whether `url` is a Redis URL the client accepts (nothing is connected).
 pub fn valid_url(url: &str) -> bool {
@@ -86,6 +98,11 @@ pub struct RedisStore {
     /// Take and give back.
     credit_scripts: Arc<(redis::Script, redis::Script)>,
     budget_script: Arc<redis::Script>,
+    usage_fold: Arc<redis::Script>,
+    /// This process, as the folder's lease names it.
+    instance: Arc<str>,
+    /// When an instance that does not fold asks for the lease again (Unix seconds).
+    fold_next_ask: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -161,6 +178,9 @@ impl RedisStore {
             conn: Arc::new(tokio::sync::Mutex::new(None)),
             script: Arc::new(redis::Script::new(write::CAS_WRITE)),
             budget_script: Arc::new(redis::Script::new(budgets::TAKE)),
+            usage_fold: Arc::new(redis::Script::new(usage::FOLD)),
+            instance: instance_id().into(),
+            fold_next_ask: Arc::default(),
             credit_scripts: Arc::new((
                 redis::Script::new(credits::TAKE),
                 redis::Script::new(credits::GIVE_BACK),

@@ -2,8 +2,6 @@
 //! key set, then the records), a digest, usage counts, the audit stream. None reads the whole
 //! table.
 
-use std::collections::{BTreeMap, HashMap};
-
 use keygate_core::key::{Account, KeyRecord};
 use redis::AsyncCommands;
 use redis::streams::StreamRangeReply;
@@ -76,23 +74,6 @@ impl RedisStore {
     pub(super) async fn digest_exists_once(&self, hex: &str) -> Result<bool, StoreError> {
         let mut con = self.conn().await?;
         con.hexists(self.k("digests"), hex).await.map_err(err)
-    }
-
-    pub(super) async fn usage_once(
-        &self,
-        ids: &[String],
-    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
-        let mut con = self.conn().await?;
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.hgetall(self.k(&format!("usage:{id}")));
-        }
-        let days: Vec<HashMap<i64, u64>> = pipe.query_async(&mut con).await.map_err(err)?;
-        Ok(ids
-            .iter()
-            .cloned()
-            .zip(days.into_iter().map(|d| d.into_iter().collect()))
-            .collect())
     }
 
     pub(super) async fn audit_once(

@@ -1,14 +1,13 @@
 //! Writes: the shared rules applied to what they need to read, then one Lua script that
 //! checks the revision has not moved and writes records, indexes, the change entry and the
-//! audit event atomically (or the write is tried again); and usage write-back in one
-//! transaction per batch.
+//! audit event atomically (or the write is tried again).
 
 use keygate_core::key::{KeyHash, to_hex};
 use redis::AsyncCommands;
 
 use super::{ChangeData, RedisStore, err};
 use crate::StoreError;
-use crate::state::{AuditEvent, Change, ChangeError, State, UsageBatch};
+use crate::state::{AuditEvent, Change, ChangeError, State};
 
 pub(super) const CAS_WRITE: &str = r#"
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -125,19 +124,5 @@ impl RedisStore {
             }
         }
         Err(StoreError::Contention)
-    }
-
-    pub(super) async fn record_usage_once(&self, batch: &UsageBatch) -> Result<(), StoreError> {
-        let mut con = self.conn().await?;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (id, u) in &batch.keys {
-            pipe.hset(self.k("last_used"), id.as_ref(), u.last_used)
-                .ignore();
-            for (day, n) in &u.per_day {
-                pipe.hincr(self.k(&format!("usage:{id}")), day, *n).ignore();
-            }
-        }
-        pipe.query_async::<()>(&mut con).await.map_err(err)
     }
 }

@@ -1,0 +1,264 @@
+//! Usage write-back that grows with instances, not with instances × active keys: each instance
+//! appends one entry per interval to `{ns}:usage_in` (every key it counted, in one field), and
+//! one elected instance (the holder of `{ns}:usage_folder`, a lease renewed each interval)
+//! folds the entries into the per-key hashes: one Lua call per chunk that checks the lease,
+//! adds the counts, raises last-use times and deletes the entries it folded, atomically, so a
+//! count is folded exactly once whoever folds and whenever one dies. Reads of usage see the
+//! folded hashes and the entries not yet folded in one transaction, so they are exact too.
+
+use std::collections::{BTreeMap, HashMap};
+
+use redis::streams::StreamRangeReply;
+
+use super::{RedisStore, err};
+use crate::StoreError;
+use crate::state::{KeyUsage, UsageBatch};
+
+/// Entries folded per call.
+const FOLD_CHUNK: usize = 100;
+/// Chunks folded per interval at most: a backlog is worked off over several intervals.
+const FOLD_ROUNDS: usize = 50;
+/// How long the folder's lease lasts without renewal, in milliseconds.
+const FOLDER_LEASE_MS: u64 = 10_000;
+/// How often an instance that does not fold asks whether the lease is free, in seconds: the
+/// others' idle cost on Redis stays a command every few seconds.
+const FOLDER_ASK_EVERY: i64 = 5;
+
+/// KEYS: the folder lease, the stream, the last-use hash. ARGV: the instance, the usage key
+/// prefix, the number of entry ids, the ids, then (key id, day, count) triples until the
+/// last-use pairs, which follow a `|` marker as (key id, time).
+pub(super) const FOLD: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local n = tonumber(ARGV[3])
+local i = 4
+local ids = {}
+for _ = 1, n do ids[#ids + 1] = ARGV[i]; i = i + 1 end
+while ARGV[i] ~= '|' do
+  redis.call('HINCRBY', ARGV[2] .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  i = i + 3
+end
+i = i + 1
+while i <= #ARGV do
+  local cur = tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0')
+  if tonumber(ARGV[i + 1]) > cur then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+  i = i + 2
+end
+if n > 0 then redis.call('XDEL', KEYS[2], unpack(ids)) end
+return n
+"#;
+
+/// One batch as a stream field: a line per key, `id last_used day:count,day:count`.
+fn encode(batch: &UsageBatch) -> String {
+    let mut s = String::new();
+    for (id, u) in &batch.keys {
+        s.push_str(id);
+        s.push(' ');
+        s.push_str(&u.last_used.to_string());
+        s.push(' ');
+        for (i, (day, n)) in u.per_day.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&format!("{day}:{n}"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// A batch back from its field; lines that do not parse are skipped.
+fn decode(s: &str, into: &mut HashMap<String, KeyUsage>) {
+    for line in s.lines() {
+        let mut parts = line.split(' ');
+        let (Some(id), Some(last), Some(days)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let u = into.entry(id.to_string()).or_default();
+        u.last_used = u.last_used.max(last.parse().unwrap_or(0));
+        for d in days.split(',').filter(|d| !d.is_empty()) {
+            if let Some((day, n)) = d.split_once(':')
+                && let (Ok(day), Ok(n)) = (day.parse::<i64>(), n.parse::<u64>())
+            {
+                *u.per_day.entry(day).or_default() += n;
+            }
+        }
+    }
+}
+
+fn entries(r: &StreamRangeReply) -> Vec<(String, String)> {
+    r.ids
+        .iter()
+        .map(|e| (e.id.clone(), e.get::<String>("data").unwrap_or_default()))
+        .collect()
+}
+
+impl RedisStore {
+    /// One entry for the whole batch.
+    pub(super) async fn record_usage_once(&self, batch: &UsageBatch) -> Result<(), StoreError> {
+        let mut con = self.conn().await?;
+        redis::cmd("XADD")
+            .arg(self.k("usage_in"))
+            .arg("*")
+            .arg("data")
+            .arg(encode(batch))
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(err)
+    }
+
+    /// Folds pending entries if this instance holds (or can take) the folder's lease.
+    pub async fn fold_usage(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if now < self.fold_next_ask.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut con = self.conn().await?;
+        let lease = self.k("usage_folder");
+        let took: Option<String> = redis::cmd("SET")
+            .arg(&lease)
+            .arg(&*self.instance)
+            .arg("NX")
+            .arg("PX")
+            .arg(FOLDER_LEASE_MS)
+            .query_async(&mut con)
+            .await
+            .map_err(err)?;
+        if took.is_none() {
+            let holder: Option<String> = redis::cmd("GET")
+                .arg(&lease)
+                .query_async(&mut con)
+                .await
+                .map_err(err)?;
+            if holder.as_deref() != Some(&*self.instance) {
+                self.fold_next_ask
+                    .store(now + FOLDER_ASK_EVERY, Ordering::Relaxed);
+                return Ok(());
+            }
+            redis::cmd("PEXPIRE")
+                .arg(&lease)
+                .arg(FOLDER_LEASE_MS)
+                .query_async::<()>(&mut con)
+                .await
+                .map_err(err)?;
+        }
+        for _ in 0..FOLD_ROUNDS {
+            let r: StreamRangeReply = redis::cmd("XRANGE")
+                .arg(self.k("usage_in"))
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(FOLD_CHUNK)
+                .query_async(&mut con)
+                .await
+                .map_err(err)?;
+            let got = entries(&r);
+            if got.is_empty() {
+                return Ok(());
+            }
+            let mut sum = HashMap::new();
+            for (_, data) in &got {
+                decode(data, &mut sum);
+            }
+            let mut inv = self.usage_fold.key(&lease);
+            inv.key(self.k("usage_in"))
+                .key(self.k("last_used"))
+                .arg(&*self.instance)
+                .arg(self.k("usage:"))
+                .arg(got.len());
+            for (id, _) in &got {
+                inv.arg(id);
+            }
+            for (id, u) in &sum {
+                for (day, n) in &u.per_day {
+                    inv.arg(id).arg(day).arg(n);
+                }
+            }
+            inv.arg("|");
+            for (id, u) in &sum {
+                inv.arg(id).arg(u.last_used);
+            }
+            let folded: i64 = inv.invoke_async(&mut con).await.map_err(err)?;
+            if folded < 0 {
+                // The lease went to another instance meanwhile: it folds from here.
+                return Ok(());
+            }
+            if got.len() < FOLD_CHUNK {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Allowed requests per day of these keys: the folded counts plus the entries not yet
+    /// folded, read in one transaction.
+    pub(super) async fn usage_once(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
+        let mut con = self.conn().await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for id in ids {
+            pipe.hgetall(self.k(&format!("usage:{id}")));
+        }
+        pipe.cmd("XRANGE").arg(self.k("usage_in")).arg("-").arg("+");
+        let (days, pending): (Vec<HashMap<i64, u64>>, StreamRangeReply) = {
+            let mut v: Vec<redis::Value> = pipe.query_async(&mut con).await.map_err(err)?;
+            let parsed = |e: redis::ParsingError| err(e.into());
+            let pending = v
+                .pop()
+                .map(redis::from_redis_value)
+                .transpose()
+                .map_err(parsed)?;
+            let days = v
+                .into_iter()
+                .map(redis::from_redis_value)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(parsed)?;
+            (days, pending.unwrap_or_default())
+        };
+        let mut out: BTreeMap<String, BTreeMap<i64, u64>> = ids
+            .iter()
+            .cloned()
+            .zip(days.into_iter().map(|d| d.into_iter().collect()))
+            .collect();
+        let mut sum = HashMap::new();
+        for (_, data) in entries(&pending) {
+            decode(&data, &mut sum);
+        }
+        for (id, u) in sum {
+            if let Some(days) = out.get_mut(&id) {
+                for (day, n) in u.per_day {
+                    *days.entry(day).or_default() += n;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_survive_their_encoding() {
+        let mut b = UsageBatch::default();
+        b.add("k1", 86_400 * 3 + 5);
+        b.add("k1", 86_400 * 3 + 9);
+        b.add("k1", 86_400 * 4);
+        b.add("k2", 7);
+        let mut back = HashMap::new();
+        decode(&encode(&b), &mut back);
+        decode(&encode(&b), &mut back);
+        let k1 = &back["k1"];
+        assert_eq!(k1.last_used, 86_400 * 4);
+        assert_eq!(k1.per_day, BTreeMap::from([(3, 4), (4, 2)]));
+        assert_eq!(back["k2"].per_day, BTreeMap::from([(0, 2)]));
+        decode("garbage\nk3 x 1:y\n", &mut back);
+        assert!(back["k3"].per_day.is_empty());
+    }
+}
