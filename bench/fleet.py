@@ -11,6 +11,7 @@ Run through bench/fleet.sh, which installs what it needs and builds keygate:
 """
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -27,6 +28,58 @@ BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target
 
 # Keys the load spreads over, every sidecar using all of them.
 ACTIVE = int(os.environ.get("FLEET_ACTIVE_KEYS", "200"))
+# Filler records in the table every sidecar loads (0: only the run's keys).
+TABLE = int(os.environ.get("FLEET_TABLE_KEYS", "0"))
+
+
+def fill(port, n):
+    """n SHA-256 key records written straight into Redis as keygate stores them, modelled on
+    the first key's record, through redis-cli --pipe."""
+    template = json.loads(redis_cli(port, "hget", "{keygate}:keys",
+                                    redis_cli(port, "hkeys", "{keygate}:keys").split()[0]))
+    out = bytearray()
+
+    def resp(*args):
+        out.extend(f"*{len(args)}\r\n".encode())
+        for a in args:
+            b = a.encode()
+            out.extend(f"${len(b)}\r\n".encode() + b + b"\r\n")
+
+    for start in range(0, n, 1000):
+        args = ["HSET", "{keygate}:keys"]
+        for i in range(start, min(n, start + 1000)):
+            rec = dict(template)
+            rec["id"] = f"filler{i:07d}"
+            rec["prefix"] = "tk_live_" + rec["id"]
+            rec["hash"] = {"sha256": hashlib.sha256(rec["id"].encode()).hexdigest()}
+            args += [rec["id"], json.dumps(rec, separators=(",", ":"))]
+        resp(*args)
+    subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=bytes(out),
+                   capture_output=True, check=True)
+
+
+async def until_ready(ports, deadline=600.0):
+    """Seconds until every sidecar's /readyz answers 200."""
+    start = time.monotonic()
+
+    async def one(p):
+        while True:
+            try:
+                r, w = await asyncio.open_connection("127.0.0.1", p)
+                w.write(b"GET /readyz HTTP/1.1\r\nHost: k\r\nConnection: close\r\n\r\n")
+                await w.drain()
+                line = await r.readline()
+                w.close()
+                if b" 200 " in line:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() - start > deadline:
+                raise TimeoutError("a sidecar was not ready in time")
+            await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(one(p) for p in ports))
+    return time.monotonic() - start
 
 
 def free_port():
@@ -138,6 +191,20 @@ async def main():
                 time.sleep(0.05)
         admin_cfg = config(work, "admin", primary, replica, free_port())
         key = json.loads(cli(admin_cfg, "keys", "create", "--account", "fleet", "--scheme", "live"))["key"]
+        storm = ""
+        if TABLE:
+            fill(primary, TABLE)
+            while redis_cli(replica, "hlen", "{keygate}:keys") != str(TABLE + 1):
+                time.sleep(0.1)
+            # One sidecar alone, the baseline of a storm.
+            p = free_port()
+            alone = subprocess.Popen([BIN, "--config", config(work, "alone", primary, replica, p), "serve"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env={**os.environ, "KEYGATE_LOG": "warn"})
+            one_load = await until_ready([p])
+            alone.terminate()
+            alone.wait()
+            storm = f"one sidecar alone loads {TABLE + 1} keys in {one_load:.1f} s; "
         ports = []
         started = time.monotonic()
         for i in range(n):
@@ -156,8 +223,12 @@ async def main():
                 except (OSError, asyncio.IncompleteReadError):
                     pass
                 await asyncio.sleep(0.05)
+        await until_ready(ports)
         ready = time.monotonic() - started
-        print(f"{n} sidecars ready (all allowing) {ready:.1f} s after the first was started")
+        failures = sum(open(os.path.join(work, f"k{i}.log")).read().count("unavailable") for i in range(n))
+        resumed = sum(open(os.path.join(work, f"k{i}.log")).read().count("resuming") for i in range(n))
+        print(f"{storm}{n} sidecars started at once all ready in {ready:.1f} s; "
+              f"{failures} 'redis unavailable' and {resumed} resumed batches in their logs")
 
         # Idle: what the fleet costs Redis when nothing happens.
         def sample(secs):

@@ -18,7 +18,7 @@ impl RedisStore {
     /// every change in order. A gap in revisions (the log was trimmed past our position while
     /// we were away) or a store that went back in time triggers a full reload and an atomic
     /// swap. While Redis is unreachable the table stays as it is and reconnects back off
-    /// (100 ms doubling to 5 s).
+    /// (100 ms doubling to 5 s, each pause jittered by ±50 %).
     pub async fn follow(
         &self,
         replica: Arc<Replica>,
@@ -29,17 +29,9 @@ impl RedisStore {
         // Revision and change-log position the table holds; `None` before the first load.
         let mut at: Option<(u64, String)> = None;
         let mut backoff = Duration::from_millis(100);
-        let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)));
         loop {
             let session = async {
-                let mut con = self
-                    .read_client()
-                    .await?
-                    .get_multiplexed_async_connection_with_config(&cfg)
-                    .await
-                    .map_err(err)?;
+                let mut con = self.read_connection().await?;
                 let rev: Option<u64> = con.get(self.k("rev")).await.map_err(err)?;
                 if at.as_ref().is_none_or(|(r, _)| rev.unwrap_or(0) < *r) {
                     at = Some(self.full_load(&mut con, &replica, &stats).await?);
@@ -109,7 +101,7 @@ impl RedisStore {
             stats.reconnected();
             tokio::select! {
                 _ = &mut shutdown => return,
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(super::load::jittered(backoff)) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }

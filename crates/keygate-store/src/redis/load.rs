@@ -1,9 +1,13 @@
 //! The whole table: every key record scanned with HSCAN in batches (never blocking Redis),
 //! parsed on a thread of its own while the next batch is asked for, straight into a table
-//! under construction, with the revision and change-log position it is at.
+//! under construction, with the revision and change-log position it is at. A batch that fails
+//! because Redis is busy or the connection dropped is asked for again, from the same cursor,
+//! after a jittered pause: the load resumes instead of starting over. The table being
+//! replaced keeps serving until the new one is installed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use keygate_core::key::{Account, KeyRecord};
 use keygate_core::policy::Plan;
@@ -17,6 +21,17 @@ use super::{RedisStore, bad_json, err};
 use crate::replica::Replica;
 use crate::state::{Snapshot, State};
 use crate::{StoreError, StoreStats};
+
+/// Times one batch of a load is asked for again before the load gives up.
+const RESUME_ATTEMPTS: u32 = 6;
+
+/// `d` scaled by a random factor from 0.5 to 1.5, so that instances failed together do not
+/// come back together.
+pub(super) fn jittered(d: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::hash::RandomState::new().build_hasher().finish();
+    d.mul_f64(0.5 + (r % 1000) as f64 / 1000.0)
+}
 
 /// One HSCAN reply's field/value pairs, as raw bytes.
 type ScanBatch = Vec<(Vec<u8>, Vec<u8>)>;
@@ -113,15 +128,37 @@ impl RedisStore {
             Ok::<_, StoreError>((sink, keys))
         });
         let mut cursor: u64 = 0;
+        let mut failures = 0;
         loop {
-            let (next, items): (u64, ScanBatch) = redis::cmd("HSCAN")
+            let batch: Result<(u64, ScanBatch), StoreError> = redis::cmd("HSCAN")
                 .arg(self.k("keys"))
                 .arg(cursor)
                 .arg("COUNT")
                 .arg(10_000)
                 .query_async(con)
                 .await
-                .map_err(err)?;
+                .map_err(err);
+            let (next, items) = match batch {
+                Ok(b) => b,
+                // Redis busy (many instances loading at once) or the connection lost (which
+                // can also surface as a reply cut short): go on from this cursor on a new
+                // connection, keeping what was read, instead of starting over — a load that
+                // starts over adds to the storm that failed it.
+                Err(e @ (StoreError::Redis(_) | StoreError::RedisUnavailable(_)))
+                    if failures < RESUME_ATTEMPTS =>
+                {
+                    failures += 1;
+                    tracing::warn!(error = %e, cursor, "key table load interrupted; resuming");
+                    tokio::time::sleep(jittered(Duration::from_millis(100) * (1 << failures)))
+                        .await;
+                    if let Ok(c) = self.read_connection().await {
+                        *con = c;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            failures = 0;
             // A send fails only when the taker stopped on a bad record: its error follows.
             if tx.send(items).await.is_err() || next == 0 {
                 break;
@@ -145,13 +182,20 @@ impl RedisStore {
         Ok((sink, revision, last_id))
     }
 
-    pub async fn load(&self) -> Result<State, StoreError> {
-        let mut con = self
-            .read_client()
+    /// A connection for loading and following: to the read URL, or the primary.
+    pub(super) async fn read_connection(&self) -> Result<MultiplexedConnection, StoreError> {
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        self.read_client()
             .await?
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&cfg)
             .await
-            .map_err(err)?;
+            .map_err(err)
+    }
+
+    pub async fn load(&self) -> Result<State, StoreError> {
+        let mut con = self.read_connection().await?;
         let (snapshot, revision, _) = self.scan(&mut con, Snapshot::default()).await?;
         Ok(Snapshot {
             revision,

@@ -1,0 +1,89 @@
+//! A key table load that Redis interrupts resumes where it stopped: the connection of a
+//! sidecar loading 200,000 records is killed half-way, and the load goes on from its cursor on
+//! a new connection (HSCAN calls of one load, not one and a half) to the whole table.
+
+mod common;
+
+use std::time::Duration;
+
+use common::redis_server::RedisServer;
+use common::{Deadline, Harness, metric};
+
+const FILLER: usize = 200_000;
+
+fn hscans(redis: &RedisServer) -> u64 {
+    let info: String = redis.cmd(&["INFO", "commandstats"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_hscan:calls="))
+        .and_then(|r| r.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn keys_loaded(h: &Harness) -> f64 {
+    metric(&h.http("GET", "/metrics", &[]).await.body, "keygate_keys ")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_load_resumes_from_its_cursor() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
+    let redis = RedisServer::start();
+    let a = Harness::start_redis(&redis.url(), "", true).await;
+    let real = a.key("live", "acme", None).await;
+    let mut rec = a.manager.store.get_key(&real.id).await.unwrap().unwrap();
+    let mut con = redis.client().get_connection().unwrap();
+    for batch in (0..FILLER).step_by(1_000) {
+        let mut hset = redis::cmd("HSET");
+        hset.arg("{keygate}:keys");
+        for i in batch..batch + 1_000 {
+            rec.id = format!("filler{i:06}");
+            rec.prefix = format!("tk_live_{}", rec.id);
+            rec.hash =
+                keygate::core::key::KeyHash::Sha256(keygate::core::key::sha256(rec.id.as_bytes()));
+            hset.arg(&rec.id).arg(serde_json::to_string(&rec).unwrap());
+        }
+        hset.query::<()>(&mut con).unwrap();
+    }
+    // An uninterrupted load: how many batches the table takes.
+    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]);
+    let whole = Harness::start_redis(&redis.url(), "", true).await;
+    let full = hscans(&redis);
+    assert!(
+        full >= 10,
+        "a load of {FILLER} records takes many batches: {full}"
+    );
+    assert_eq!(keys_loaded(&whole).await, (FILLER + 1) as f64);
+    drop(whole);
+
+    // Another, interrupted half-way; tried again if it ran to its end before the kill.
+    let mut resumed = false;
+    for _ in 0..3 {
+        let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]);
+        let b = Harness::start_redis(&redis.url(), "", false).await;
+        let half = Deadline::new("the load half-way", Duration::from_secs(30));
+        while hscans(&redis) < full / 2 {
+            half.check();
+            std::thread::yield_now();
+        }
+        if hscans(&redis) >= full {
+            continue;
+        }
+        let _: () = redis.cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+        b.wait_ready().await;
+        assert_eq!(
+            keys_loaded(&b).await,
+            (FILLER + 1) as f64,
+            "the whole table"
+        );
+        let calls = hscans(&redis);
+        assert!(
+            calls <= full + 2,
+            "{calls} HSCAN calls where one load takes {full}: the load started over"
+        );
+        resumed = true;
+        break;
+    }
+    assert!(resumed, "every load ended before it could be interrupted");
+}
