@@ -8,6 +8,7 @@ allowed requests, per instance.
 Run through bench/fleet.sh, which installs what it needs and builds keygate:
     bench/fleet.sh [INSTANCES] [ROUNDS]        default 100 instances, 20 rounds
     FLEET_ACTIVE_KEYS [200]                    keys the load spreads over
+    FLEET_TABLE_KEYS [0]                       not working yet: refused
 """
 
 import asyncio
@@ -193,6 +194,9 @@ async def main():
         key = json.loads(cli(admin_cfg, "keys", "create", "--account", "fleet", "--scheme", "live"))["key"]
         storm = ""
         if TABLE:
+            # The storm run does not finish yet (it hangs before the first sidecar is ready);
+            # refuse it rather than wait.
+            sys.exit("FLEET_TABLE_KEYS: the reload-storm run is not working yet")
             fill(primary, TABLE)
             while redis_cli(replica, "hlen", "{keygate}:keys") != str(TABLE + 1):
                 time.sleep(0.1)
