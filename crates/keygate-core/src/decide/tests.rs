@@ -1,4 +1,6 @@
-//! Every row of the decision table, through `decide`.
+//! Every row of the decision table, through `decide`. One file on purpose: the rows share one
+//! fixture (schemes, routes, plans, a table) and read as one table of cases; split, each part
+//! would repeat the fixture or hide it.
 
 use super::*;
 use crate::key::{self, Account, KeyRecord};
