@@ -32,20 +32,8 @@ async fn an_interrupted_load_resumes_from_its_cursor() {
     let redis = RedisServer::start();
     let a = Harness::start_redis(&redis.url(), "", true).await;
     let real = a.key("live", "acme", None).await;
-    let mut rec = a.manager.store.get_key(&real.id).await.unwrap().unwrap();
-    let mut con = redis.client().get_connection().unwrap();
-    for batch in (0..FILLER).step_by(1_000) {
-        let mut hset = redis::cmd("HSET");
-        hset.arg("{keygate}:keys");
-        for i in batch..batch + 1_000 {
-            rec.id = format!("filler{i:06}");
-            rec.prefix = format!("tk_live_{}", rec.id);
-            rec.hash =
-                keygate::core::key::KeyHash::Sha256(keygate::core::key::sha256(rec.id.as_bytes()));
-            hset.arg(&rec.id).arg(serde_json::to_string(&rec).unwrap());
-        }
-        hset.query::<()>(&mut con).unwrap();
-    }
+    let rec = a.manager.store.get_key(&real.id).await.unwrap().unwrap();
+    redis.fill_like(&rec, FILLER);
     // An uninterrupted load: how many batches the table takes.
     let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]);
     let whole = Harness::start_redis(&redis.url(), "", true).await;

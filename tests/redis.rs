@@ -375,20 +375,8 @@ async fn a_table_larger_than_one_scan_batch_loads_whole() {
     let redis = RedisServer::start();
     let a = Harness::start_redis(&redis.url(), "", true).await;
     let real = a.key("live", "acme", Some(&["tokens:read"])).await;
-    let mut rec = a.manager.store.get_key(&real.id).await.unwrap().unwrap();
-    let mut con = redis.client().get_connection().unwrap();
-    for batch in (0..FILLER).step_by(1_000) {
-        let mut hset = redis::cmd("HSET");
-        hset.arg("{keygate}:keys");
-        for i in batch..batch + 1_000 {
-            rec.id = format!("filler{i:06}");
-            rec.prefix = format!("tk_live_{}", rec.id);
-            rec.hash =
-                keygate::core::key::KeyHash::Sha256(keygate::core::key::sha256(rec.id.as_bytes()));
-            hset.arg(&rec.id).arg(serde_json::to_string(&rec).unwrap());
-        }
-        hset.query::<()>(&mut con).unwrap();
-    }
+    let rec = a.manager.store.get_key(&real.id).await.unwrap().unwrap();
+    redis.fill_like(&rec, FILLER);
 
     let b = Harness::start_redis(&redis.url(), "", true).await;
     assert_eq!(

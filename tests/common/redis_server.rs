@@ -169,6 +169,28 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// Writes `n` SHA-256 key records modelled on `rec` straight into `{keygate}:keys`, as
+    /// keygate stores them (ids `filler000000`…), 1,000 per round trip.
+    pub fn fill_like(&self, rec: &keygate::core::key::KeyRecord, n: usize) {
+        let mut rec = rec.clone();
+        let mut con = self.client().get_connection().unwrap();
+        for batch in (0..n).step_by(1_000) {
+            let mut hset = redis::cmd("HSET");
+            hset.arg("{keygate}:keys");
+            for i in batch..(batch + 1_000).min(n) {
+                rec.id = format!("filler{i:06}");
+                rec.prefix = format!("tk_live_{}", rec.id);
+                rec.hash = keygate::core::key::KeyHash::Sha256(keygate::core::key::sha256(
+                    rec.id.as_bytes(),
+                ));
+                hset.arg(&rec.id).arg(serde_json::to_string(&rec).unwrap());
+            }
+            hset.query::<()>(&mut con).unwrap();
+        }
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
