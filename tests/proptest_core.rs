@@ -689,7 +689,7 @@ struct Verify;
 
 impl SecretCheck for Verify {
     fn cached(&self, entry: &KeyEntry, key: &[u8]) -> Option<bool> {
-        Some(key::verify(&entry.hash, key))
+        Some(entry.verify(key))
     }
 }
 
@@ -871,7 +871,7 @@ fn actual(table: &Table, req: &ReqSpec, headers: &impl Headers) -> Result<Expect
             let idx = f
                 .pool
                 .iter()
-                .position(|p| *p.id == *a.key.id && p.scheme == a.key.scheme())
+                .position(|p| *p.id == *a.key.id() && p.scheme == a.key.scheme())
                 .ok_or("allowed an id not in the pool")?;
             Ok(Expected::Allow(idx))
         }

@@ -17,7 +17,7 @@ use keygate_core::decide::{Allow, Denial, Outcome, Reason, decide};
 use keygate_core::limit::LimitState;
 use keygate_core::policy::Policy;
 use keygate_core::request::{Headers, Request};
-use keygate_core::table::KeyEntry;
+use keygate_core::table::KeyRef;
 use keygate_store::replica::Replica;
 use keygate_store::usage::UsageCounter;
 use zeroize::Zeroizing;
@@ -93,7 +93,7 @@ struct After {
 /// A verification or credit lease to wait for: the key's entry and a copy of the presented
 /// key (zeroed on drop).
 pub struct Pending {
-    entry: Arc<KeyEntry>,
+    entry: KeyRef,
     key: Zeroizing<Vec<u8>>,
     now: i64,
     start: Instant,
@@ -102,7 +102,7 @@ pub struct Pending {
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Pending({})", self.entry.id)
+        write!(f, "Pending({})", self.entry.id())
     }
 }
 
@@ -192,7 +192,7 @@ impl Engine {
                     return done(pending, true);
                 };
                 self.wallet.fetch(
-                    entry.id.as_str().into(),
+                    entry.id().into(),
                     credits.clone(),
                     *version,
                     now,
@@ -300,7 +300,7 @@ impl Engine {
             Outcome::NeedsVerify { .. } => Err(unknown()),
         };
         if let Ok(a) = &decision {
-            self.usage.add(&a.key.id, now);
+            self.usage.add(a.key.id(), now);
         }
         let reason = decision.as_ref().err().map(|d| d.reason);
         self.observer
@@ -310,8 +310,8 @@ impl Engine {
         } else if let Ok(a) = &decision {
             tracing::trace!(
                 frontend = frontend.as_str(),
-                key_id = &*a.key.id,
-                account = &*a.key.account,
+                key_id = a.key.id(),
+                account = a.key.account(),
                 "allowed"
             );
         }
@@ -322,15 +322,10 @@ impl Engine {
 impl Engine {
     /// Counts an allow against its credits and limits: the allow with the tightest state, or
     /// the refusal; `Err` with what to wait for when a lease must be taken first.
-    fn count(
-        &self,
-        mut a: Allow,
-        now: i64,
-        after: After,
-    ) -> Result<Decision, (Arc<KeyEntry>, Need)> {
+    fn count(&self, mut a: Allow, now: i64, after: After) -> Result<Decision, (KeyRef, Need)> {
         let mut spent = None;
         if let Some((credits, version)) = a.key.credits() {
-            match self.wallet.spend(&a.key.id, credits, *version, now) {
+            match self.wallet.spend(a.key.id(), credits, *version, now) {
                 Spend::Spent(s) => spent = Some(s),
                 Spend::Empty(s) => return Ok(Err(refusal(&a, Reason::Quota, Some(s)))),
                 Spend::Fetch => match after.credits {
@@ -354,7 +349,7 @@ impl Engine {
                 Count::Refused(s) => Some(s),
                 Count::Fetch(leases) if after.rounds < MAX_ROUNDS && !after.budgets_failed => {
                     if spent.is_some() {
-                        self.wallet.refund(&a.key.id);
+                        self.wallet.refund(a.key.id());
                     }
                     let need = Need::Budgets {
                         verified: None,
@@ -367,7 +362,7 @@ impl Engine {
             };
             if let Some(s) = refused {
                 if spent.is_some() {
-                    self.wallet.refund(&a.key.id);
+                    self.wallet.refund(a.key.id());
                 }
                 return Ok(Err(refusal(&a, Reason::RateLimited, Some(s))));
             }

@@ -281,8 +281,8 @@ impl Limiter {
 
 fn subject<'a>(l: &RateLimit, key: &'a KeyEntry) -> &'a str {
     match l.shared {
-        Shared::Key => &key.id,
-        Shared::Account => &key.account,
+        Shared::Key => key.id(),
+        Shared::Account => key.account(),
     }
 }
 

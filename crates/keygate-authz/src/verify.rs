@@ -16,8 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, Mac};
 use keygate_core::decide::SecretCheck;
-use keygate_core::key;
-use keygate_core::table::KeyEntry;
+use keygate_core::table::{KeyEntry, KeyRef};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -143,26 +142,25 @@ impl Verifier {
     /// run once the id's budget is spent: the budget is checked when the job starts.
     pub fn submit(
         &self,
-        entry: Arc<KeyEntry>,
+        entry: KeyRef,
         presented: Zeroizing<Vec<u8>>,
         now: i64,
         done: impl FnOnce(bool) + Send + 'static,
     ) {
         let v = self.clone();
         let job = move || {
-            if v.throttled(&entry.id, now) {
+            if v.throttled(entry.id(), now) {
                 v.0.observer.verification(Verification::Throttled);
                 return done(false);
             }
-            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                key::verify(&entry.hash, &presented)
-            }))
-            .unwrap_or(false);
+            let ok =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| entry.verify(&presented)))
+                    .unwrap_or(false);
             if ok {
                 entry.set_verified(v.digest(&presented));
                 v.0.observer.verification(Verification::Ok);
             } else {
-                v.failed(&entry.id, now);
+                v.failed(entry.id(), now);
                 v.0.observer.verification(Verification::Failed);
             }
             done(ok);
@@ -203,8 +201,8 @@ impl<'a> Cached<'a> {
 impl SecretCheck for Cached<'_> {
     fn cached(&self, entry: &KeyEntry, key: &[u8]) -> Option<bool> {
         if let Some((e, ok)) = self.just
-            && e.id == entry.id
-            && e.hash == entry.hash
+            && e.id() == entry.id()
+            && e.hash() == entry.hash()
         {
             return Some(ok);
         }
@@ -214,7 +212,7 @@ impl SecretCheck for Cached<'_> {
             self.v.0.observer.cache_hit();
             return Some(true);
         }
-        if self.v.throttled(&entry.id, self.now) {
+        if self.v.throttled(entry.id(), self.now) {
             self.v.0.observer.verification(Verification::Throttled);
             return Some(false);
         }

@@ -8,18 +8,18 @@ use subtle::ConstantTimeEq;
 pub use super::outcome::{Denial, Reason};
 
 use super::credential::{self, CredentialError, Presented};
-use super::key::{AccountStatus, KeyHash, sha256};
+use super::key::{AccountStatus, HashRef, sha256};
 use super::limit::{LimitState, RateLimit};
 use super::path::{PathError, Target};
 use super::request::{Headers, Request};
 use super::route::{Route, RouteTable};
 use super::scheme::Scheme;
-use super::table::{KeyEntry, Table};
+use super::table::{KeyEntry, KeyRef, Table};
 
 /// An allowed request: who the caller is.
 #[derive(Debug, Clone)]
 pub struct Allow {
-    pub key: Arc<KeyEntry>,
+    pub key: KeyRef,
     pub plan: Option<Arc<str>>,
     pub bearer: bool,
     /// The limits that apply: the key's own, else its plan's; `None`: none.
@@ -37,11 +37,10 @@ impl Allow {
     /// [`IdentityHeaders::all`]: crate::policy::IdentityHeaders::all
     pub fn identity(&self) -> [Option<&str>; 4] {
         [
-            Some(&self.key.id),
-            Some(&self.key.account),
+            Some(self.key.id()),
+            Some(self.key.account()),
             self.key
-                .scopes
-                .as_ref()
+                .scopes()
                 .map(|s| &*s.joined)
                 .filter(|j| !j.is_empty()),
             self.plan.as_deref(),
@@ -57,7 +56,7 @@ pub enum Outcome<'a> {
     /// An Argon2 key whose secret has no cached answer: verify `key` against `entry` off the
     /// runtime, record the result with the [`SecretCheck`], and decide again.
     NeedsVerify {
-        entry: Arc<KeyEntry>,
+        entry: KeyRef,
         key: &'a [u8],
     },
 }
@@ -123,26 +122,26 @@ pub fn decide<'r, H: Headers + ?Sized>(
         let d = sha256(p.key);
         table
             .by_digest(&d)
-            .filter(|e| matches!(&e.hash, KeyHash::Sha256(h) if bool::from(h.ct_eq(&d))))
+            .filter(|e| matches!(e.hash(), HashRef::Sha256(h) if bool::from(h.ct_eq(&d))))
     };
     let Some(entry) = entry.filter(|e| e.scheme() == p.scheme) else {
         return unknown();
     };
     // Revoked and expired keys get the same 401 as unknown ones, so their secret need not be
     // verified first (that would spend Argon2 on keys that cannot pass).
-    if entry.revoked {
+    if entry.revoked() {
         return deny(Reason::Revoked, p.bearer, true);
     }
     if entry.is_expired(now) {
         return deny(Reason::Expired, p.bearer, true);
     }
-    if matches!(entry.hash, KeyHash::Argon2id(_)) {
-        match check.cached(entry, p.key) {
+    if entry.is_argon2() {
+        match check.cached(&entry, p.key) {
             Some(true) => {}
             Some(false) => return unknown(),
             None => {
                 return Outcome::NeedsVerify {
-                    entry: entry.clone(),
+                    entry: entry.handle(),
                     key: p.key,
                 };
             }
@@ -152,7 +151,7 @@ pub fn decide<'r, H: Headers + ?Sized>(
     if target.as_ref().err() == Some(&PathError::Malformed) {
         return deny(Reason::BadPath, p.bearer, true);
     }
-    let account = table.account(&entry.account);
+    let account = table.account(entry.account());
     let plan = account.and_then(|a| a.plan.clone());
     if let Some(a) = account
         && (a.status != AccountStatus::Active || !a.api_access)
@@ -166,22 +165,23 @@ pub fn decide<'r, H: Headers + ?Sized>(
             limit: None,
         });
     }
-    if let Err(d) = permits(route, entry, &p) {
+    if let Err(d) = permits(route, &entry, &p) {
         return Outcome::Deny(d);
     }
     // The upstream may read the path another way: each reading's route must allow it too.
     if let (Ok(t), Some(path)) = (&target, &path) {
         let upper = t.has_upper();
         let (method, host) = (req.method, req.host);
-        if upper && let Err(d) = permits(routes.find_ignoring_case(method, path, host), entry, &p) {
+        if upper && let Err(d) = permits(routes.find_ignoring_case(method, path, host), &entry, &p)
+        {
             return Outcome::Deny(d);
         }
         for other in t.readings() {
-            if let Err(d) = permits(routes.find(method, &other, host), entry, &p) {
+            if let Err(d) = permits(routes.find(method, &other, host), &entry, &p) {
                 return Outcome::Deny(d);
             }
             if upper
-                && let Err(d) = permits(routes.find_ignoring_case(method, &other, host), entry, &p)
+                && let Err(d) = permits(routes.find_ignoring_case(method, &other, host), &entry, &p)
             {
                 return Outcome::Deny(d);
             }
@@ -193,7 +193,7 @@ pub fn decide<'r, H: Headers + ?Sized>(
         .filter(|l| !l.is_empty())
         .cloned();
     Outcome::Allow(Allow {
-        key: entry.clone(),
+        key: entry.handle(),
         plan,
         bearer: p.bearer,
         limits,
@@ -214,7 +214,7 @@ fn permits(route: Option<&Route>, entry: &KeyEntry, p: &Presented<'_>) -> Result
     let Some(route) = route.filter(|r| r.schemes.contains(&p.scheme)) else {
         return Err(deny(Reason::NoRoute, None));
     };
-    if let (Some(need), Some(have)) = (route.scope.as_deref(), entry.scopes.as_deref())
+    if let (Some(need), Some(have)) = (route.scope.as_deref(), entry.scopes())
         && !have.list.iter().any(|s| &**s == need)
     {
         return Err(deny(Reason::Scope, route.scope.clone()));

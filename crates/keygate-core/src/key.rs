@@ -31,6 +31,31 @@ impl std::fmt::Debug for KeyHash {
     }
 }
 
+/// A stored hash, borrowed (from a record or from the key table).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum HashRef<'a> {
+    Sha256(&'a [u8; 32]),
+    Argon2id(&'a str),
+}
+
+impl std::fmt::Debug for HashRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HashRef::Sha256(_) => "Sha256(<redacted>)",
+            HashRef::Argon2id(_) => "Argon2id(<redacted>)",
+        })
+    }
+}
+
+impl HashRef<'_> {
+    pub fn of(h: &KeyHash) -> HashRef<'_> {
+        match h {
+            KeyHash::Sha256(d) => HashRef::Sha256(d),
+            KeyHash::Argon2id(p) => HashRef::Argon2id(p),
+        }
+    }
+}
+
 /// A freshly generated key: shown once, then dropped (and zeroed).
 pub struct NewKey {
     pub id: String,
@@ -109,14 +134,12 @@ pub fn hash_key(scheme: &Scheme, key: &[u8]) -> Result<KeyHash, HashError> {
 
 /// Verifies a presented key against a stored hash in constant time (SHA-256) or with the
 /// parameters recorded in the PHC string (Argon2id).
-pub fn verify(hash: &KeyHash, key: &[u8]) -> bool {
+pub fn verify(hash: HashRef<'_>, key: &[u8]) -> bool {
     match hash {
-        KeyHash::Sha256(d) => bool::from(sha256(key).ct_eq(d)),
-        KeyHash::Argon2id(phc) => {
+        HashRef::Sha256(d) => bool::from(sha256(key).ct_eq(d)),
+        HashRef::Argon2id(phc) => {
             use argon2::password_hash::PasswordVerifier;
-            argon2::Argon2::default()
-                .verify_password(key, phc.as_str())
-                .is_ok()
+            argon2::Argon2::default().verify_password(key, phc).is_ok()
         }
     }
 }
@@ -307,8 +330,8 @@ mod tests {
             let s = scheme(kind);
             let k = generate(&s);
             let h = hash_key(&s, k.key.as_bytes()).unwrap();
-            assert!(verify(&h, k.key.as_bytes()));
-            assert!(!verify(&h, generate(&s).key.as_bytes()));
+            assert!(verify(HashRef::of(&h), k.key.as_bytes()));
+            assert!(!verify(HashRef::of(&h), generate(&s).key.as_bytes()));
             assert!(!format!("{h:?}").contains(&k.key[3..]));
         }
     }

@@ -1,99 +1,36 @@
 //! The key table snapshot the core decides from: immutable, shared behind an `Arc`, replaced
 //! by a new snapshot when the store changes (built whole, or derived from the previous one
 //! plus the records a change touched).
+//!
+//! Entries live inline in chunks of [`CHUNK`], numbered by 32-bit indexes, in copy-on-write
+//! trees ([`tree`]): a SHA-256 key costs its 72-byte entry and two index slots of 5 bytes,
+//! and a change copies one chunk and the index shards it touches, whatever the table's size.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, RandomState};
-use std::marker::PhantomData;
-use std::sync::{Arc, OnceLock};
+mod entry;
+mod handle;
+mod index;
+mod tree;
 
-use compact_str::CompactString;
-use hashbrown::HashTable;
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 
-use super::key::{Account, AccountStatus, KeyHash, KeyRecord};
-use super::limit::{Credits, RateLimit};
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+pub use super::key::HashRef;
+use super::key::{Account, AccountStatus, KeyRecord};
+use super::limit::RateLimit;
 use super::policy::Plan;
 use super::scheme::Scheme;
+pub use entry::{KeyEntry, Owner, Scopes};
+pub use handle::{Found, KeyRef};
+use index::Index;
+use tree::Tree;
 
-/// A key's scope restriction, shared by every key with the same list.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Scopes {
-    pub list: Box<[Box<str>]>,
-    /// Joined by spaces, for the identity header.
-    pub joined: Box<str>,
-}
-
-/// One key, ready for decisions. Kept small: a table holds a million of them.
-pub struct KeyEntry {
-    /// Inline up to 24 bytes (keygate's ids are 12), so no allocation of its own.
-    pub id: CompactString,
-    pub account: Arc<str>,
-    /// `None`: every route.
-    pub scopes: Option<Arc<Scopes>>,
-    pub hash: KeyHash,
-    /// Unix seconds; `i64::MAX` for a key that never expires.
-    expires_at: i64,
-    pub version: u64,
-    /// What only some keys have, behind one pointer: `None` for a SHA-256 key without limits
-    /// or credits of its own. It lives and dies with this entry, so a change of the record
-    /// (which makes a new entry) drops the verification it remembers.
-    extra: Option<Box<Extra>>,
-    scheme: u16,
-    pub revoked: bool,
-}
-
-impl KeyEntry {
-    /// The key's own limits, in place of its plan's.
-    pub fn limits(&self) -> Option<&Arc<[RateLimit]>> {
-        self.extra.as_ref()?.limits.as_ref()
-    }
-
-    /// The key's credits as last set, and the record version that set them.
-    pub fn credits(&self) -> Option<&(Credits, u64)> {
-        self.extra.as_ref()?.credits.as_ref()
-    }
-
-    /// Index of the key's scheme in the configured schemes.
-    pub fn scheme(&self) -> usize {
-        usize::from(self.scheme)
-    }
-
-    pub fn is_expired(&self, now: i64) -> bool {
-        self.expires_at <= now
-    }
-
-    /// The keyed digest of the key that last verified (Argon2 entries).
-    pub fn verified(&self) -> Option<&[u8; 32]> {
-        self.extra.as_ref()?.verified.as_ref()?.get()
-    }
-
-    /// Remembers a successful verification; the first one wins, later ones are the same key.
-    pub fn set_verified(&self, digest: [u8; 32]) {
-        if let Some(v) = self.extra.as_ref().and_then(|x| x.verified.as_ref()) {
-            let _ = v.set(digest);
-        }
-    }
-}
-
-impl std::fmt::Debug for KeyEntry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyEntry")
-            .field("id", &self.id)
-            .field("account", &self.account)
-            .field("scheme", &self.scheme)
-            .field("version", &self.version)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The parts of a [`KeyEntry`] most keys lack.
-#[derive(Debug, Default)]
-struct Extra {
-    /// Keyed digest of the key that last verified against the hash; Argon2 entries only.
-    verified: Option<OnceLock<[u8; 32]>>,
-    limits: Option<Arc<[RateLimit]>>,
-    credits: Option<(Credits, u64)>,
-}
+/// Entries per chunk: a change copies one chunk (36 KB).
+const CHUNK: usize = 512;
+/// Shards of the account map, sized for a million accounts at a thousand each.
+const ACCOUNT_SHARDS: usize = 1024;
 
 /// What the core needs of an account.
 #[derive(Debug, Clone)]
@@ -107,138 +44,83 @@ pub struct AccountEntry {
     pub version: u64,
 }
 
-/// Shards per key index: a change copies one shard (copy on write), not the whole index.
-const SHARDS: usize = 64;
+type Chunk = Vec<KeyEntry>;
 
-/// The field an index finds entries by.
-trait Keyed {
-    type K: ?Sized + Hash + Eq;
-    /// `None`: the entry is not in this index.
-    fn key(e: &KeyEntry) -> Option<&Self::K>;
-}
+/// Owners already made during a bulk build, so keys of one account and scope list share one.
+/// A snapshot does not carry it: cloning gives an empty one, and a change reuses the owner
+/// of the entry it replaces.
+#[derive(Default)]
+struct Interner(HashTable<Arc<Owner>>);
 
-struct ById;
-impl Keyed for ById {
-    type K = str;
-    fn key(e: &KeyEntry) -> Option<&str> {
-        Some(&e.id)
-    }
-}
-
-/// SHA-256 entries by the digest of their key.
-struct ByDigest;
-impl Keyed for ByDigest {
-    type K = [u8; 32];
-    fn key(e: &KeyEntry) -> Option<&[u8; 32]> {
-        match &e.hash {
-            KeyHash::Sha256(d) => Some(d),
-            KeyHash::Argon2id(_) => None,
-        }
-    }
-}
-
-/// Entries by one of their fields, in hash tables of bare entry pointers (the key is read
-/// from the entry, not stored beside it), split into shards behind `Arc`s so that snapshots
-/// share every shard a change does not touch.
-struct Index<I> {
-    shards: Box<[Arc<HashTable<Arc<KeyEntry>>>]>,
-    /// Kept by clones: shared shards were laid out with it.
-    hasher: RandomState,
-    len: usize,
-    of: PhantomData<I>,
-}
-
-impl<I> Clone for Index<I> {
+impl Clone for Interner {
     fn clone(&self) -> Self {
-        Index {
-            shards: self.shards.clone(),
-            hasher: self.hasher.clone(),
-            len: self.len,
-            of: PhantomData,
-        }
+        Interner::default()
     }
 }
 
-impl<I> Default for Index<I> {
-    fn default() -> Self {
-        Index {
-            shards: (0..SHARDS).map(|_| Arc::new(HashTable::new())).collect(),
-            hasher: RandomState::new(),
-            len: 0,
-            of: PhantomData,
+fn owner_hash(hasher: &DefaultHashBuilder, account: &str, scopes: Option<&[String]>) -> u64 {
+    let mut h = hasher.build_hasher();
+    account.hash(&mut h);
+    match scopes {
+        None => h.write_u8(0),
+        Some(v) => {
+            h.write_u8(1);
+            for s in v {
+                s.as_str().hash(&mut h);
+            }
         }
     }
-}
-
-impl<I> std::fmt::Debug for Index<I> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index").field("len", &self.len).finish()
-    }
-}
-
-/// The shard of a hash: bits the tables themselves do not use (their bucket index comes from
-/// the low bits, their tag from the top seven).
-fn shard_of(hash: u64) -> usize {
-    (hash >> 32) as usize % SHARDS
-}
-
-impl<I: Keyed> Index<I> {
-    fn rehash(hasher: &RandomState, e: &KeyEntry) -> u64 {
-        I::key(e).map_or(0, |k| hasher.hash_one(k))
-    }
-
-    fn get(&self, k: &I::K) -> Option<&Arc<KeyEntry>> {
-        let h = self.hasher.hash_one(k);
-        self.shards[shard_of(h)].find(h, |e| I::key(e) == Some(k))
-    }
-
-    /// Adds `e`, replacing the entry with the same key; an entry without a key is left out.
-    fn insert(&mut self, e: Arc<KeyEntry>) {
-        let Some(k) = I::key(&e) else {
-            return;
-        };
-        let h = self.hasher.hash_one(k);
-        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
-        if let Some(slot) = shard.find_mut(h, |o| I::key(o) == Some(k)) {
-            *slot = e;
-        } else {
-            shard.insert_unique(h, e, |o| Self::rehash(&self.hasher, o));
-            self.len += 1;
-        }
-    }
-
-    fn remove(&mut self, k: &I::K) {
-        let h = self.hasher.hash_one(k);
-        let shard = Arc::make_mut(&mut self.shards[shard_of(h)]);
-        if let Ok(o) = shard.find_entry(h, |e| I::key(e) == Some(k)) {
-            o.remove();
-            self.len -= 1;
-        }
-    }
-
-    fn reserve(&mut self, n: usize) {
-        for s in self.shards.iter_mut() {
-            Arc::make_mut(s).reserve(n / SHARDS + 1, |o| Self::rehash(&self.hasher, o));
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
+    h.finish()
 }
 
 /// The immutable snapshot.
-#[derive(Debug, Default, Clone)]
+#[derive(Clone)]
 pub struct Table {
     loaded: bool,
-    by_id: Index<ById>,
-    by_digest: Index<ByDigest>,
-    accounts: HashMap<Arc<str>, AccountEntry>,
-    /// Shared strings: one allocation per distinct account name and scope list.
-    names: HashMap<Arc<str>, ()>,
-    scope_lists: HashMap<Vec<String>, Arc<Scopes>>,
+    entries: Tree<Chunk>,
+    len: usize,
+    by_id: Index,
+    by_digest: Index,
+    accounts: Tree<HashTable<(Box<str>, AccountEntry)>>,
+    /// Kept by clones: shared shards were laid out with it.
+    hasher: DefaultHashBuilder,
+    /// Plan names, shared by the accounts on them.
+    plans: Vec<Arc<str>>,
+    interner: Interner,
     /// Records skipped because their scheme is not configured.
     pub skipped: usize,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table {
+            loaded: false,
+            entries: Tree::default(),
+            len: 0,
+            by_id: Index::default(),
+            by_digest: Index::default(),
+            accounts: Tree::from_fn(ACCOUNT_SHARDS, |_| HashTable::new()),
+            hasher: DefaultHashBuilder::default(),
+            plans: Vec::new(),
+            interner: Interner::default(),
+            skipped: 0,
+        }
+    }
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("loaded", &self.loaded)
+            .field("len", &self.len)
+            .field("by_id", &self.by_id)
+            .field("by_digest", &self.by_digest)
+            .finish_non_exhaustive()
+    }
+}
+
+fn entry(entries: &Tree<Chunk>, i: u32) -> &KeyEntry {
+    &entries.get(i as usize / CHUNK)[i as usize % CHUNK]
 }
 
 impl Table {
@@ -279,11 +161,20 @@ impl Table {
         t
     }
 
-    /// Room for `keys` more keys. Sized once: growing maps of a million entries rehashes
+    /// Room for `keys` more keys. Sized once: growing indexes of a million entries rehashes
     /// them many times.
     pub fn reserve(&mut self, keys: usize) {
-        self.by_id.reserve(keys);
-        self.by_digest.reserve(keys);
+        let Table {
+            entries,
+            by_id,
+            by_digest,
+            hasher,
+            ..
+        } = self;
+        by_id.reserve(keys, |&i| hasher.hash_one(entry(entries, i).id()));
+        by_digest.reserve(keys, |&i| {
+            entry(entries, i).digest().map_or(0, |d| hasher.hash_one(d))
+        });
     }
 
     /// A new snapshot: this one with `keys` and `accounts` replaced or added. A record older
@@ -295,24 +186,20 @@ impl Table {
         keys: &[KeyRecord],
         accounts: &[Account],
     ) -> Table {
-        // Cloning copies shard pointers; only the shards a change touches are copied, so a
-        // change costs a 64th of the table, not all of it.
+        // Cloning copies a few hundred pointers; a change then copies the chunk and the index
+        // shards it touches, not the table.
         let mut t = self.clone();
         t.loaded = true;
         for rec in keys {
-            if t.by_id
-                .get(rec.id.as_str())
-                .is_some_and(|e| e.version > rec.version)
+            if t.by_id(rec.id.as_bytes())
+                .is_some_and(|e| e.version() > rec.version)
             {
                 continue;
             }
             t.upsert_key(schemes, rec, Some(self));
         }
         for a in accounts {
-            if t.accounts
-                .get(a.id.as_str())
-                .is_some_and(|e| e.version > a.version)
-            {
+            if t.account(&a.id).is_some_and(|e| e.version > a.version) {
                 continue;
             }
             t.upsert_account(plans, a);
@@ -320,13 +207,28 @@ impl Table {
         t
     }
 
-    fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some((k, _)) = self.names.get_key_value(s) {
-            return k.clone();
+    /// The owner `rec` needs: the one `old` (the entry it replaces) has if it is the same, one
+    /// made earlier in this build, or a new one.
+    fn owner_for(&mut self, rec: &KeyRecord, old: Option<u32>) -> Arc<Owner> {
+        if let Some(o) = old.map(|i| entry(&self.entries, i).owner())
+            && o.is_for(rec)
+        {
+            return Arc::clone(o);
         }
-        let a: Arc<str> = s.into();
-        self.names.insert(a.clone(), ());
-        a
+        let h = owner_hash(&self.hasher, &rec.account, rec.scopes.as_deref());
+        if let Some(o) = self.interner.0.find(h, |o| o.is_for(rec)) {
+            return Arc::clone(o);
+        }
+        let o = Arc::new(Owner::new(&rec.account, rec.scopes.as_deref()));
+        let hasher = &self.hasher;
+        self.interner.0.insert_unique(h, Arc::clone(&o), |o| {
+            let scopes: Option<Vec<String>> = o
+                .scopes
+                .as_ref()
+                .map(|s| s.list.iter().map(|s| s.to_string()).collect());
+            owner_hash(hasher, &o.account, scopes.as_deref())
+        });
+        o
     }
 
     /// Adds or replaces the key of `rec`; its verification cache is kept from `prev` when the
@@ -335,71 +237,117 @@ impl Table {
         let Some(scheme) = schemes
             .iter()
             .position(|s| s.name == rec.scheme)
-            .and_then(|i| u16::try_from(i).ok())
+            .and_then(|i| u8::try_from(i).ok())
         else {
             self.skipped += 1;
             return;
         };
-        let scopes = rec.scopes.as_ref().map(|v| {
-            if let Some(s) = self.scope_lists.get(v) {
-                return s.clone();
-            }
-            let s = Arc::new(Scopes {
-                list: v.iter().map(|s| s.as_str().into()).collect(),
-                joined: v.join(" ").into(),
-            });
-            self.scope_lists.insert(v.clone(), s.clone());
-            s
-        });
-        let argon2 = matches!(rec.hash, KeyHash::Argon2id(_));
-        let entry = Arc::new(KeyEntry {
-            id: rec.id.as_str().into(),
-            account: self.intern(&rec.account),
-            scopes,
-            hash: rec.hash.clone(),
-            expires_at: rec.expires_at.unwrap_or(i64::MAX),
-            version: rec.version,
-            extra: (argon2 || rec.rate_limits.is_some() || rec.credits.is_some()).then(|| {
-                Box::new(Extra {
-                    verified: argon2.then(OnceLock::new),
-                    limits: rec.rate_limits.as_deref().map(Arc::from),
-                    credits: rec.credits.clone().map(|c| (c, rec.credits_version)),
-                })
-            }),
-            scheme,
-            revoked: rec.revoked_at.is_some(),
-        });
-        if let Some(o) = prev.and_then(|p| p.by_id.get(rec.id.as_str()))
-            && o.version == rec.version
-            && o.hash == rec.hash
+        let hid = self.hasher.hash_one(rec.id.as_str());
+        let old = {
+            let entries = &self.entries;
+            self.by_id.find(hid, |&i| entry(entries, i).id() == rec.id)
+        };
+        let owner = self.owner_for(rec, old);
+        let new = KeyEntry::new(rec, scheme, owner);
+        if let Some(o) = prev.and_then(|p| p.by_id(rec.id.as_bytes()))
+            && o.version() == new.version()
+            && o.hash() == new.hash()
             && let Some(d) = o.verified()
         {
-            entry.set_verified(*d);
+            new.set_verified(*d);
         }
-        if let Some(KeyHash::Sha256(d)) = self.by_id.get(rec.id.as_str()).map(|o| &o.hash) {
-            let d = *d;
-            self.by_digest.remove(&d);
+        let digest = new.digest().copied();
+        let Table {
+            entries,
+            len,
+            by_id,
+            by_digest,
+            hasher,
+            ..
+        } = self;
+        let i = match old {
+            Some(i) => {
+                let was = entry(entries, i).digest().copied();
+                if was != digest
+                    && let Some(d) = was
+                {
+                    by_digest.remove(hasher.hash_one(d), i);
+                }
+                let (c, s) = (i as usize / CHUNK, i as usize % CHUNK);
+                entries.get_mut(c)[s] = new;
+                if was == digest {
+                    return;
+                }
+                i
+            }
+            None => {
+                let i = u32::try_from(*len).expect("a table holds fewer than 2^32 keys");
+                match entries.last_mut().filter(|c| c.len() < CHUNK) {
+                    Some(c) => c.push(new),
+                    None => {
+                        let mut c = Vec::with_capacity(CHUNK);
+                        c.push(new);
+                        entries.push(c);
+                    }
+                }
+                *len += 1;
+                by_id.insert(
+                    hid,
+                    i,
+                    |_| false,
+                    |&j| hasher.hash_one(entry(entries, j).id()),
+                );
+                i
+            }
+        };
+        if let Some(d) = digest {
+            by_digest.insert(
+                hasher.hash_one(d),
+                i,
+                |&j| entry(entries, j).digest() == Some(&d),
+                |&j| entry(entries, j).digest().map_or(0, |d| hasher.hash_one(d)),
+            );
         }
-        self.by_digest.insert(entry.clone());
-        self.by_id.insert(entry);
+    }
+
+    fn account_shard(&self, id: &str) -> (usize, u64) {
+        let h = self.hasher.hash_one(id);
+        (
+            (((h >> 25) & 0xffff_ffff) as usize * ACCOUNT_SHARDS) >> 32,
+            h,
+        )
     }
 
     pub fn upsert_account(&mut self, plans: &BTreeMap<String, Plan>, a: &Account) {
         let plan = a.plan.as_deref().and_then(|p| plans.get(p));
         let api_access = a.plan.is_none() || plan.is_some_and(|p| p.api_access);
         let limits = plan.map_or_else(|| Arc::from([]), |p| p.rate_limits.clone());
-        let plan = a.plan.as_deref().map(|p| self.intern(p));
-        let id = self.intern(&a.id);
-        self.accounts.insert(
-            id,
-            AccountEntry {
-                plan,
-                status: a.status,
-                api_access,
-                limits,
-                version: a.version,
-            },
-        );
+        let plan = a.plan.as_deref().map(|p| {
+            if let Some(n) = self.plans.iter().find(|n| ***n == *p) {
+                return Arc::clone(n);
+            }
+            let n: Arc<str> = p.into();
+            self.plans.push(Arc::clone(&n));
+            n
+        });
+        let e = AccountEntry {
+            plan,
+            status: a.status,
+            api_access,
+            limits,
+            version: a.version,
+        };
+        let (shard, h) = self.account_shard(&a.id);
+        let hasher = &self.hasher;
+        let t = self.accounts.get_mut(shard);
+        match t.find_mut(h, |(id, _)| **id == *a.id) {
+            Some(slot) => slot.1 = e,
+            None => {
+                t.insert_unique(h, (a.id.as_str().into(), e), |(id, _)| {
+                    hasher.hash_one(&**id)
+                });
+            }
+        }
     }
 
     pub fn is_loaded(&self) -> bool {
@@ -407,25 +355,59 @@ impl Table {
     }
 
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_id.len() == 0
+        self.len == 0
     }
 
-    pub fn by_id(&self, id: &[u8]) -> Option<&Arc<KeyEntry>> {
-        std::str::from_utf8(id)
-            .ok()
-            .and_then(|id| self.by_id.get(id))
+    fn found(&self, i: u32) -> Found<'_> {
+        Found::new(
+            self.entries.part(i as usize / CHUNK),
+            (i as usize % CHUNK) as u32,
+        )
     }
 
-    pub fn by_digest(&self, digest: &[u8; 32]) -> Option<&Arc<KeyEntry>> {
-        self.by_digest.get(digest)
+    pub fn by_id(&self, id: &[u8]) -> Option<Found<'_>> {
+        let id = std::str::from_utf8(id).ok()?;
+        let h = self.hasher.hash_one(id);
+        let i = self
+            .by_id
+            .find(h, |&i| entry(&self.entries, i).id() == id)?;
+        Some(self.found(i))
+    }
+
+    pub fn by_digest(&self, digest: &[u8; 32]) -> Option<Found<'_>> {
+        let h = self.hasher.hash_one(digest);
+        let i = self
+            .by_digest
+            .find(h, |&i| entry(&self.entries, i).digest() == Some(digest))?;
+        Some(self.found(i))
     }
 
     pub fn account(&self, id: &str) -> Option<&AccountEntry> {
-        self.accounts.get(id)
+        let (shard, h) = self.account_shard(id);
+        self.accounts
+            .get(shard)
+            .find(h, |(a, _)| **a == *id)
+            .map(|(_, e)| e)
+    }
+
+    /// Every entry, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &KeyEntry> {
+        self.entries.iter().flatten()
+    }
+
+    /// Heap bytes of the entries and indexes (not of what they share: owners, extras), for
+    /// the size model benchmarks print.
+    pub fn heap_bytes(&self) -> usize {
+        let chunks: usize = self
+            .entries
+            .iter()
+            .map(|c| c.capacity() * size_of::<KeyEntry>())
+            .sum();
+        chunks + self.by_id.heap_bytes() + self.by_digest.heap_bytes()
     }
 }
 

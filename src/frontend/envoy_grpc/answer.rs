@@ -53,7 +53,7 @@ impl AllowAnswer {
 impl std::fmt::Debug for Answer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Answer::Allow(a) => write!(f, "Answer::Allow({})", a.allow.key.id),
+            Answer::Allow(a) => write!(f, "Answer::Allow({})", a.allow.key.id()),
             Answer::Message(m) => write!(f, "Answer::Message({m:?})"),
         }
     }

@@ -106,9 +106,9 @@ impl EnvoyGrpc {
 /// The identity as dynamic metadata: `(field, value)`, a field without a value left out.
 fn metadata(a: &Allow) -> [(&'static str, Option<&str>); 4] {
     [
-        ("key_id", Some(&*a.key.id)),
-        ("account", Some(&*a.key.account)),
-        ("scopes", a.key.scopes.as_ref().map(|s| &*s.joined)),
+        ("key_id", Some(a.key.id())),
+        ("account", Some(a.key.account())),
+        ("scopes", a.key.scopes().map(|s| &*s.joined)),
         ("plan", a.plan.as_deref()),
     ]
 }

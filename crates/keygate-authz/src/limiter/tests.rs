@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use keygate_core::key::{KeyHash, KeyRecord, sha256};
 use keygate_core::limit::Per;
 use keygate_core::scheme::{HashKind, Scheme};
-use keygate_core::table::Table;
+use keygate_core::table::{KeyRef, Table};
 
 use super::*;
 
@@ -17,7 +17,7 @@ fn limit(name: &str, requests: u32, per: &str, shared: Shared) -> RateLimit {
 }
 
 /// Entries for keys `ids`, all of account `acme`.
-fn keys(ids: &[&str]) -> Vec<Arc<KeyEntry>> {
+fn keys(ids: &[&str]) -> Vec<KeyRef> {
     let schemes = [Scheme::new(
         "s".into(),
         "x-api-key".into(),
@@ -38,7 +38,7 @@ fn keys(ids: &[&str]) -> Vec<Arc<KeyEntry>> {
         .collect();
     let t = Table::build(&schemes, &BTreeMap::new(), &recs, [], None);
     ids.iter()
-        .map(|id| t.by_id(id.as_bytes()).unwrap().clone())
+        .map(|id| t.by_id(id.as_bytes()).unwrap().handle())
         .collect()
 }
 

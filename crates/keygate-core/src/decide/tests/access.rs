@@ -206,7 +206,7 @@ fn argon2_keys_ask_for_verification_without_cache() {
         &NoCache,
     ) {
         Outcome::NeedsVerify { entry, key } => {
-            assert_eq!(&*entry.id, f.keys[0].id.as_str());
+            assert_eq!(entry.id(), f.keys[0].id.as_str());
             assert_eq!(key, toon.as_bytes());
         }
         o => panic!("{o:?}"),

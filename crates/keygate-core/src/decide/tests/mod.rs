@@ -181,7 +181,7 @@ impl Fixture {
 struct Verify;
 impl SecretCheck for Verify {
     fn cached(&self, entry: &KeyEntry, key: &[u8]) -> Option<bool> {
-        Some(key::verify(&entry.hash, key))
+        Some(entry.verify(key))
     }
 }
 
@@ -206,7 +206,7 @@ fn run(
         NOW,
         &Verify,
     ) {
-        Outcome::Allow(a) => Ok(a.key.id.to_string()),
+        Outcome::Allow(a) => Ok(a.key.id().to_string()),
         Outcome::Deny(d) => Err((d.reason, d.status())),
         Outcome::NeedsVerify { .. } => panic!("Verify always answers"),
     }

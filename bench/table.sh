@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The key table at fleet sizes (benches/table.rs): resident bytes per SHA-256 key, build
+# time, lookup time and the CPU one change costs. Each size runs in a process of its own, so
+# one size's freed memory does not hide in the next one's figure.
+#
+# Usage: bench/table.sh [keys...]        default: 1000000 10000000 (the 10M run needs ~2 GB)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
+cargo bench --bench table --no-run
+for n in "${sizes[@]}"; do
+  cargo bench --bench table -- "$n" 2>/dev/null | grep ' keys: '
+done
