@@ -272,6 +272,18 @@ async fn a_burst_of_stream_resets_is_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guessing_the_admin_token_is_slowed_and_the_right_token_is_not() {
+    // The budget is per wall-clock minute: start well inside one, so that every guess below
+    // counts against the same budget.
+    let fresh = common::Deadline::new("a minute with time left in it", Duration::from_secs(70));
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60
+        > 40
+    {
+        fresh.tick().await;
+    }
     let p = Proc::start("\nlimits:\n  admin_failures_per_minute: 5\n", &[]).await;
     let admin = p.admin.unwrap();
     let list = |token: String| async move {
