@@ -13,10 +13,11 @@ use keygate::admin::manage::{CreateKey, ImportKey, UpdateKey};
 use keygate::core::key::{self, KeyHash, KeyRecord};
 
 /// Writes `n` SHA-256 key records of 100 filler accounts straight into Redis, with their
-/// account sets and digest index, as keygate stores them.
+/// account sets, digest index and snapshot, as keygate stores them.
 fn fill(redis: &RedisServer, n: usize) {
     let mut con = redis.client().get_connection().unwrap();
     let mut pipe = redis::pipe();
+    let mut recs = Vec::with_capacity(n);
     for i in 0..n {
         let id = format!("f{i:011}");
         let digest = key::sha256(id.as_bytes());
@@ -45,9 +46,11 @@ fn fill(redis: &RedisServer, n: usize) {
             .ignore()
             .hset("{keygate}:digests", key::to_hex(&digest), &id)
             .ignore();
+        recs.push(rec);
     }
     pipe.set("{keygate}:rev", 1).ignore();
     pipe.query::<()>(&mut con).unwrap();
+    redis.put_snapshot(&recs);
 }
 
 /// Calls per command since the last reset.

@@ -171,23 +171,69 @@ impl RedisServer {
 
 impl RedisServer {
     /// Writes `n` SHA-256 key records modelled on `rec` straight into `{keygate}:keys`, as
-    /// keygate stores them (ids `filler000000`…), 1,000 per round trip.
+    /// keygate stores them (ids `filler000000`…), 1,000 per round trip, and into the snapshot
+    /// (see [`RedisServer::put_snapshot`]).
     pub fn fill_like(&self, rec: &keygate::core::key::KeyRecord, n: usize) {
-        let mut rec = rec.clone();
+        let mut all = Vec::with_capacity(n);
         let mut con = self.client().get_connection().unwrap();
         for batch in (0..n).step_by(1_000) {
             let mut hset = redis::cmd("HSET");
             hset.arg("{keygate}:keys");
             for i in batch..(batch + 1_000).min(n) {
+                let mut rec = rec.clone();
                 rec.id = format!("filler{i:06}");
                 rec.prefix = format!("tk_live_{}", rec.id);
                 rec.hash = keygate::core::key::KeyHash::Sha256(keygate::core::key::sha256(
                     rec.id.as_bytes(),
                 ));
                 hset.arg(&rec.id).arg(serde_json::to_string(&rec).unwrap());
+                all.push(rec);
             }
             hset.query::<()>(&mut con).unwrap();
         }
+        self.put_snapshot(&all);
+    }
+
+    /// Merges `recs` into the snapshot buckets, as keygate's writes do, and marks the
+    /// snapshot complete at the current revision: records written around keygate stay in
+    /// the table its loads read. (A store without a snapshot, as an older keygate left it,
+    /// is made by deleting `{keygate}:snap_rev` instead.)
+    pub fn put_snapshot(&self, recs: &[keygate::core::key::KeyRecord]) {
+        use keygate::core::snapshot;
+        let mut con = self.client().get_connection().unwrap();
+        let mut by_bucket: std::collections::BTreeMap<u32, Vec<&keygate::core::key::KeyRecord>> =
+            Default::default();
+        for r in recs {
+            by_bucket
+                .entry(snapshot::bucket_of(&r.id))
+                .or_default()
+                .push(r);
+        }
+        let buckets: Vec<u32> = by_bucket.keys().copied().collect();
+        for part in buckets.chunks(1_000) {
+            let mut get = redis::cmd("HMGET");
+            get.arg("{keygate}:snap").arg(part);
+            let now: Vec<Option<Vec<u8>>> = get.query(&mut con).unwrap();
+            let mut set = redis::cmd("HSET");
+            set.arg("{keygate}:snap");
+            for (b, cur) in part.iter().zip(now) {
+                let v = snapshot::merge(
+                    cur.as_deref().unwrap_or_default(),
+                    by_bucket[b].iter().copied(),
+                );
+                set.arg(*b).arg(v.unwrap());
+            }
+            set.query::<()>(&mut con).unwrap();
+        }
+        let rev: Option<u64> = redis::cmd("GET")
+            .arg("{keygate}:rev")
+            .query(&mut con)
+            .unwrap();
+        redis::cmd("SET")
+            .arg("{keygate}:snap_rev")
+            .arg(rev.unwrap_or(0))
+            .query::<()>(&mut con)
+            .unwrap();
     }
 }
 

@@ -36,4 +36,5 @@ pub mod policy;
 pub mod request;
 pub mod route;
 pub mod scheme;
+pub mod snapshot;
 pub mod table;

@@ -1,6 +1,7 @@
-//! The whole table: every key record scanned with HSCAN in batches (never blocking Redis),
-//! parsed on a thread of its own while the next batch is asked for, straight into a table
-//! under construction, with the revision and change-log position it is at. A batch that fails
+//! The whole table: the compact snapshot's buckets (or, while there is no snapshot in step,
+//! every key record) scanned with HSCAN in batches (never blocking Redis), decoded on a thread
+//! of its own while the next batch is asked for, straight into a table under construction,
+//! with the revision and change-log position it is at. A batch that fails
 //! because Redis is busy or the connection dropped is asked for again, from the same cursor,
 //! after a jittered pause: the load resumes instead of starting over. The table being
 //! replaced keeps serving until the new one is installed.
@@ -12,6 +13,7 @@ use std::time::Duration;
 use keygate_core::key::{Account, KeyRecord};
 use keygate_core::policy::Plan;
 use keygate_core::scheme::Scheme;
+use keygate_core::snapshot;
 use keygate_core::table::Table;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
@@ -34,7 +36,7 @@ pub(super) fn jittered(d: Duration) -> Duration {
 }
 
 /// One HSCAN reply's field/value pairs, as raw bytes.
-type ScanBatch = Vec<(Vec<u8>, Vec<u8>)>;
+pub(super) type ScanBatch = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Where a full read of the table's records goes, record by record as batches arrive.
 pub(super) trait Sink {
@@ -80,7 +82,8 @@ impl Sink for TableSink {
 
 impl RedisStore {
     /// Reads every key record and account into `sink` without blocking Redis (HSCAN), and
-    /// returns it with the revision and the change-log position they are at.
+    /// returns it with the revision and the change-log position they are at, and whether the
+    /// records came from the snapshot (`snapshot_ok` and one in step) or from the records.
     ///
     /// Batches are parsed and put into the sink on a thread of their own while this task
     /// asks Redis for the next one, so Redis producing a batch and keygate taking in the
@@ -89,25 +92,36 @@ impl RedisStore {
         &self,
         con: &mut MultiplexedConnection,
         mut sink: S,
-    ) -> Result<(S, u64, String), StoreError> {
-        let (rev, last, count): (Option<u64>, StreamRangeReply, usize) = redis::pipe()
-            .atomic()
-            .get(self.k("rev"))
-            .cmd("XREVRANGE")
-            .arg(self.k("changes"))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .hlen(self.k("keys"))
-            .query_async(con)
-            .await
-            .map_err(err)?;
+        snapshot_ok: bool,
+    ) -> Result<(S, u64, String, bool), StoreError> {
+        let (rev, snap_rev, last, count): (Option<u64>, Option<u64>, StreamRangeReply, usize) =
+            redis::pipe()
+                .atomic()
+                .get(self.k("rev"))
+                .get(self.k("snap_rev"))
+                .cmd("XREVRANGE")
+                .arg(self.k("changes"))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .hlen(self.k("keys"))
+                .query_async(con)
+                .await
+                .map_err(err)?;
         let last_id = last
             .ids
             .first()
             .map_or_else(|| "0-0".to_string(), |e| e.id.clone());
         let revision = rev.unwrap_or(0);
+        // The snapshot is read only when complete at the revision read with it; what changes
+        // while it is scanned comes from the change log, as for the records.
+        let from_snapshot = snapshot_ok && snap_rev == Some(revision);
+        let (hash, count_hint) = if from_snapshot {
+            (self.k("snap"), 512)
+        } else {
+            (self.k("keys"), 10_000)
+        };
         let started = std::time::Instant::now();
         // Two batches in flight at most: memory stays bounded if parsing falls behind.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<ScanBatch>(2);
@@ -115,12 +129,24 @@ impl RedisStore {
             sink.reserve(count);
             let mut keys = 0usize;
             while let Some(items) = rx.blocking_recv() {
-                for (_, js) in items {
-                    sink.key(
-                        serde_json::from_slice(&js).map_err(|e| bad_json("redis key record", e))?,
-                    );
-                    keys += 1;
-                    if keys.is_multiple_of(100_000) {
+                for (_, value) in items {
+                    let before = keys;
+                    if from_snapshot {
+                        for rec in snapshot::decode(&value) {
+                            sink.key(rec.map_err(|e| StoreError::Corrupt {
+                                path: "redis key table snapshot".into(),
+                                message: e.to_string(),
+                            })?);
+                            keys += 1;
+                        }
+                    } else {
+                        sink.key(
+                            serde_json::from_slice(&value)
+                                .map_err(|e| bad_json("redis key record", e))?,
+                        );
+                        keys += 1;
+                    }
+                    if keys / 100_000 != before / 100_000 {
                         tracing::info!(keys, "loading the key table");
                     }
                 }
@@ -131,10 +157,10 @@ impl RedisStore {
         let mut failures = 0;
         loop {
             let batch: Result<(u64, ScanBatch), StoreError> = redis::cmd("HSCAN")
-                .arg(self.k("keys"))
+                .arg(&hash)
                 .arg(cursor)
                 .arg("COUNT")
-                .arg(10_000)
+                .arg(count_hint)
                 .query_async(con)
                 .await
                 .map_err(err);
@@ -176,10 +202,11 @@ impl RedisStore {
         tracing::info!(
             keys,
             revision,
+            from = if from_snapshot { "snapshot" } else { "records" },
             ms = started.elapsed().as_millis() as u64,
             "key table loaded from redis"
         );
-        Ok((sink, revision, last_id))
+        Ok((sink, revision, last_id, from_snapshot))
     }
 
     /// A connection for loading and following: to the read URL, or the primary.
@@ -196,12 +223,33 @@ impl RedisStore {
 
     pub async fn load(&self) -> Result<State, StoreError> {
         let mut con = self.read_connection().await?;
-        let (snapshot, revision, _) = self.scan(&mut con, Snapshot::default()).await?;
+        // Whole records: the snapshot holds only what the table needs.
+        let (snapshot, revision, ..) = self.scan(&mut con, Snapshot::default(), false).await?;
         Ok(Snapshot {
             revision,
             ..snapshot
         }
         .into())
+    }
+
+    /// A table of the whole store and its revision, read from the snapshot (`None` when
+    /// there is none in step) or from the records: what a full load builds, without
+    /// installing it (to compare the two sources).
+    pub async fn load_table(
+        &self,
+        schemes: Arc<[Scheme]>,
+        plans: BTreeMap<String, Plan>,
+        from_snapshot: bool,
+    ) -> Result<Option<(Table, u64)>, StoreError> {
+        let mut con = self.read_connection().await?;
+        let sink = TableSink {
+            table: Table::with_capacity(0),
+            schemes,
+            plans,
+            prev: Arc::new(Table::not_loaded()),
+        };
+        let (sink, revision, _, used) = self.scan(&mut con, sink, from_snapshot).await?;
+        Ok((used == from_snapshot).then_some((sink.table, revision)))
     }
 
     /// Loads the whole table into `replica`; returns its revision and change-log position.
@@ -211,7 +259,7 @@ impl RedisStore {
         replica: &Replica,
         stats: &StoreStats,
     ) -> Result<(u64, String), StoreError> {
-        let (revision, id, replaced) = loop {
+        let (revision, id, replaced, from_snapshot) = loop {
             let (policy, generation) = replica.policy();
             let (schemes, plans) = (policy.schemes.clone(), policy.plans.clone());
             // Built while the scan goes on: no million-record vector, and the build overlaps
@@ -223,13 +271,24 @@ impl RedisStore {
                 plans,
                 prev: Arc::clone(&replica.snapshot()),
             };
-            let (TableSink { table, prev, .. }, revision, id) = self.scan(con, sink).await?;
+            let (TableSink { table, prev, .. }, revision, id, from_snapshot) =
+                self.scan(con, sink, true).await?;
             if replica.install_built(revision, table, generation) {
-                break (revision, id, prev);
+                break (revision, id, prev, from_snapshot);
             }
             tracing::info!("config reloaded during the key table load: loading again");
         };
         stats.full_load();
+        if !from_snapshot {
+            // A store written by an older keygate, or whose snapshot fell out of step: one
+            // instance (whichever takes the lease) builds it, in the background.
+            let store = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.build_snapshot().await {
+                    tracing::warn!(error = %e, "key table snapshot not built; loads read the records");
+                }
+            });
+        }
         // Off the runtime: freeing a replaced table of a million entries takes a few hundred
         // milliseconds. The loader's buffers (hundreds of MB) are free by then, but glibc keeps
         // them resident unless asked; a full load is rare, so asking costs nothing that matters.

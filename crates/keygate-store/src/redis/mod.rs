@@ -12,6 +12,8 @@
 //! - `{ns}:last_used` — hash: key id → Unix seconds; `{ns}:usage:<id>` — hash: day → count;
 //!   `{ns}:usage_in` — stream of usage batches not yet folded; `{ns}:usage_folder` — the
 //!   folding instance's lease.
+//! - `{ns}:snap` — hash: bucket → compact records of its keys; `{ns}:snap_rev` — the revision
+//!   it is complete at (see [`snapshot`]).
 //! - `{ns}:credits` — hash: key id → `version:period:remaining`, the live credit balance.
 //! - `{ns}:rl:<counter>` — requests leased from a fleet-wide rate limit window (expires with it);
 //!   `{ns}:instances` — sorted set: instance → Unix seconds of its last heartbeat.
@@ -30,6 +32,7 @@
 //! - [`budgets`]: rate limit leases and instance heartbeats;
 //! - [`usage`]: usage write-back, one entry per instance per interval, folded by one;
 //! - [`load`]: the whole table, scanned in batches into a table under construction;
+//! - [`snapshot`]: the compact snapshot beside the records, kept in step and built when missing;
 //! - [`follow`]: following the change log into the replica.
 
 mod budgets;
@@ -38,6 +41,7 @@ mod credits;
 mod follow;
 mod load;
 mod read;
+mod snapshot;
 mod usage;
 mod write;
 

@@ -3,7 +3,6 @@
 //! audit event atomically (or the write is tried again).
 
 use keygate_core::key::{KeyHash, to_hex};
-use redis::AsyncCommands;
 
 use super::{ChangeData, RedisStore, err};
 use crate::StoreError;
@@ -12,8 +11,22 @@ use crate::state::{AuditEvent, Change, ChangeError, State};
 pub(super) const CAS_WRITE: &str = r#"
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if cur ~= tonumber(ARGV[1]) then return -1 end
+-- The snapshot follows the records only while it is complete at this revision (or the store
+-- is new); then this write must bring the buckets it changes, or be tried again.
+local srev = redis.call('GET', KEYS[8])
+local insync = (srev and tonumber(srev) == cur)
+  or (not srev and cur == 0 and redis.call('HLEN', KEYS[2]) == 0)
+local nb = tonumber(ARGV[6])
+if insync and nb < 0 then return -2 end
 local rev = redis.call('INCR', KEYS[1])
-local i = 6
+local i = 7
+if nb > 0 then
+  for _ = 1, nb do
+    if insync then redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]) end
+    i = i + 2
+  end
+end
+if insync then redis.call('SET', KEYS[8], rev) end
 local nk = tonumber(ARGV[i]); i = i + 1
 for _ = 1, nk do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
@@ -41,7 +54,12 @@ impl RedisStore {
     ) -> Result<u64, StoreError> {
         let mut con = self.conn().await?;
         for _ in 0..50 {
-            let rev: Option<u64> = con.get(self.k("rev")).await.map_err(err)?;
+            let (rev, snap_rev): (Option<u64>, Option<u64>) = redis::pipe()
+                .get(self.k("rev"))
+                .get(self.k("snap_rev"))
+                .query_async(&mut con)
+                .await
+                .map_err(err)?;
             let mut st = State {
                 revision: rev.unwrap_or(0),
                 ..State::default()
@@ -97,12 +115,28 @@ impl RedisStore {
                 .key(self.k("changes"))
                 .key(self.k("audit"))
                 .key(self.k("digests"))
+                .key(self.k("snap"))
+                .key(self.k("snap_rev"))
                 .arg(rev.unwrap_or(0))
                 .arg(self.max_len)
                 .arg(serde_json::to_string(&event).unwrap_or_default())
                 .arg(self.k("acct:"))
-                .arg(serde_json::to_string(&data).unwrap_or_default())
-                .arg(data.keys.len());
+                .arg(serde_json::to_string(&data).unwrap_or_default());
+            // As the script decides it (a missing revision is 0); for a store without a
+            // revision the script also checks there are no records, and ignores the buckets
+            // if there are.
+            let in_sync =
+                snap_rev == Some(rev.unwrap_or(0)) || (snap_rev.is_none() && rev.is_none());
+            if in_sync {
+                let buckets = self.merged_buckets(&mut con, &data.keys).await?;
+                inv.arg(buckets.len());
+                for (b, v) in buckets {
+                    inv.arg(b).arg(v);
+                }
+            } else {
+                inv.arg(-1);
+            }
+            inv.arg(data.keys.len());
             for k in &data.keys {
                 let digest = match &k.hash {
                     KeyHash::Sha256(d) => to_hex(d),
@@ -122,6 +156,8 @@ impl RedisStore {
             if r >= 0 {
                 return Ok(r as u64);
             }
+            // -1: another writer got in first; -2: the snapshot came into step (a migration
+            // finished) and this write brought no buckets. Either way: read again.
         }
         Err(StoreError::Contention)
     }

@@ -1,0 +1,216 @@
+//! The compact snapshot of the key table that a store keeps beside its key records: what a
+//! table entry needs of each record (not its name, prefix or dates), in a binary form of about
+//! 80 bytes a SHA-256 key, grouped into [`BUCKETS`] buckets by id so that a load reads a few
+//! dozen large values instead of a million small ones, and a write rewrites one bucket.
+//!
+//! A record: `u16` length of the rest, format byte, flags, `u64` version, then the id, account
+//! and scheme (each a `u16` length and bytes), the expiry and revocation times (`i64`) when
+//! set, the scopes (`u16` count, then each), the hash (32 bytes, or an Argon2 PHC string), and
+//! the limits and credits as JSON when set. Integers are little-endian.
+
+use crate::key::{KeyHash, KeyRecord, sha256};
+
+/// Buckets of a snapshot: a million keys make 15 a bucket, ten million 150.
+pub const BUCKETS: u32 = 65_536;
+
+const FORMAT: u8 = 1;
+const REVOKED: u8 = 1;
+const EXPIRES: u8 = 2;
+const SCOPES: u8 = 4;
+const ARGON2: u8 = 8;
+const LIMITS: u8 = 16;
+const CREDITS: u8 = 32;
+
+/// The bucket of a key id; the same in every process and version (a snapshot outlives both).
+pub fn bucket_of(id: &str) -> u32 {
+    let d = sha256(id.as_bytes());
+    u32::from(u16::from_le_bytes([d[0], d[1]])) % BUCKETS
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("snapshot record {0}")]
+pub struct SnapshotError(&'static str);
+
+fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+    let n = u16::try_from(s.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&s[..usize::from(n)]);
+}
+
+/// Appends `rec` to a bucket value.
+pub fn encode(rec: &KeyRecord, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0, FORMAT]);
+    let limits = rec
+        .rate_limits
+        .as_ref()
+        .map(|l| serde_json::to_vec(l).unwrap_or_default());
+    let credits = rec
+        .credits
+        .as_ref()
+        .map(|c| serde_json::to_vec(c).unwrap_or_default());
+    let flag = |on: bool, f: u8| if on { f } else { 0 };
+    out.push(
+        flag(rec.revoked_at.is_some(), REVOKED)
+            | flag(rec.expires_at.is_some(), EXPIRES)
+            | flag(rec.scopes.is_some(), SCOPES)
+            | flag(matches!(rec.hash, KeyHash::Argon2id(_)), ARGON2)
+            | flag(limits.is_some(), LIMITS)
+            | flag(credits.is_some(), CREDITS),
+    );
+    out.extend_from_slice(&rec.version.to_le_bytes());
+    put_str(out, rec.id.as_bytes());
+    put_str(out, rec.account.as_bytes());
+    put_str(out, rec.scheme.as_bytes());
+    for t in [rec.expires_at, rec.revoked_at].into_iter().flatten() {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    if let Some(s) = &rec.scopes {
+        out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        for s in s {
+            put_str(out, s.as_bytes());
+        }
+    }
+    match &rec.hash {
+        KeyHash::Sha256(d) => out.extend_from_slice(d),
+        KeyHash::Argon2id(p) => put_str(out, p.as_bytes()),
+    }
+    for j in [limits, credits].into_iter().flatten() {
+        put_str(out, &j);
+    }
+    if rec.credits.is_some() {
+        out.extend_from_slice(&rec.credits_version.to_le_bytes());
+    }
+    let len = u16::try_from(out.len() - start - 2).unwrap_or(u16::MAX);
+    out[start..start + 2].copy_from_slice(&len.to_le_bytes());
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
+        if self.0.len() < n {
+            return Err(SnapshotError("is cut short"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u16(&mut self) -> Result<u16, SnapshotError> {
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().unwrap_or_default(),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64, SnapshotError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().unwrap_or_default(),
+        ))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], SnapshotError> {
+        let n = self.u16()?;
+        self.take(usize::from(n))
+    }
+    fn string(&mut self) -> Result<String, SnapshotError> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| SnapshotError("is not UTF-8"))
+    }
+}
+
+fn decode_one(r: &mut Reader<'_>) -> Result<KeyRecord, SnapshotError> {
+    if r.take(1)?[0] != FORMAT {
+        return Err(SnapshotError("has an unknown format"));
+    }
+    let flags = r.take(1)?[0];
+    let version = r.u64()?;
+    let (id, account, scheme) = (r.string()?, r.string()?, r.string()?);
+    let mut time = |f| -> Result<Option<i64>, SnapshotError> {
+        Ok(if flags & f != 0 {
+            Some(r.u64()? as i64)
+        } else {
+            None
+        })
+    };
+    let (expires_at, revoked_at) = (time(EXPIRES)?, time(REVOKED)?);
+    let scopes = if flags & SCOPES != 0 {
+        let n = r.u16()?;
+        Some((0..n).map(|_| r.string()).collect::<Result<Vec<_>, _>>()?)
+    } else {
+        None
+    };
+    let hash = if flags & ARGON2 != 0 {
+        KeyHash::Argon2id(r.string()?)
+    } else {
+        KeyHash::Sha256(r.take(32)?.try_into().unwrap_or_default())
+    };
+    let rate_limits = match flags & LIMITS {
+        0 => None,
+        _ => Some(serde_json::from_slice(r.bytes()?).map_err(|_| SnapshotError("has bad limits"))?),
+    };
+    let (credits, credits_version) = match flags & CREDITS {
+        0 => (None, 0),
+        _ => {
+            let c =
+                serde_json::from_slice(r.bytes()?).map_err(|_| SnapshotError("has bad credits"))?;
+            (Some(c), r.u64()?)
+        }
+    };
+    Ok(KeyRecord {
+        id,
+        name: None,
+        prefix: String::new(),
+        account,
+        scheme,
+        scopes,
+        hash,
+        created_at: 0,
+        expires_at,
+        revoked_at,
+        last_used_at: None,
+        replaces: None,
+        replaced_by: None,
+        rate_limits,
+        credits,
+        credits_version,
+        version,
+    })
+}
+
+/// The records of a bucket value, in order.
+pub fn decode(bucket: &[u8]) -> impl Iterator<Item = Result<KeyRecord, SnapshotError>> + '_ {
+    let mut r = Reader(bucket);
+    std::iter::from_fn(move || {
+        if r.0.is_empty() {
+            return None;
+        }
+        let one = r.bytes().and_then(|b| decode_one(&mut Reader(b)));
+        if one.is_err() {
+            r.0 = &[];
+        }
+        Some(one)
+    })
+}
+
+/// A bucket value with `recs` put in: each replaces the record with its id unless that one is
+/// newer, or is added. Records are kept sorted by id, so a bucket's value depends only on
+/// what it holds.
+pub fn merge<'r>(
+    bucket: &[u8],
+    recs: impl IntoIterator<Item = &'r KeyRecord>,
+) -> Result<Vec<u8>, SnapshotError> {
+    let mut all: Vec<KeyRecord> = decode(bucket).collect::<Result<_, _>>()?;
+    for rec in recs {
+        match all.iter_mut().find(|r| r.id == rec.id) {
+            Some(r) if r.version > rec.version => {}
+            Some(r) => *r = rec.clone(),
+            None => all.push(rec.clone()),
+        }
+    }
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut out = Vec::with_capacity(bucket.len() + 96);
+    for r in &all {
+        encode(r, &mut out);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
