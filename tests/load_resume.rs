@@ -12,11 +12,7 @@ use common::{Deadline, Harness, metric};
 const FILLER: usize = 200_000;
 
 fn hscans(redis: &RedisServer) -> u64 {
-    let info: String = redis.cmd(&["INFO", "commandstats"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_hscan:calls="))
-        .and_then(|r| r.split(',').next()?.parse().ok())
-        .unwrap_or(0)
+    redis.commandstats().get("hscan").copied().unwrap_or(0)
 }
 
 async fn keys_loaded(h: &Harness) -> f64 {

@@ -194,6 +194,23 @@ impl RedisServer {
         self.put_snapshot(&all);
     }
 
+    /// Calls per command since the last `CONFIG RESETSTAT`, from INFO commandstats.
+    pub fn commandstats(&self) -> std::collections::BTreeMap<String, u64> {
+        let info: String = self.cmd(&["INFO", "commandstats"]);
+        info.lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((name.to_string(), calls))
+            })
+            .collect()
+    }
+
     /// Merges `recs` into the snapshot buckets, as keygate's writes do, and marks the
     /// snapshot complete at the current revision: records written around keygate stay in
     /// the table its loads read. (A store without a snapshot, as an older keygate left it,

@@ -8,7 +8,8 @@
 //! set, the scopes (`u16` count, then each), the hash (32 bytes, or an Argon2 PHC string), and
 //! the limits and credits as JSON when set. Integers are little-endian.
 
-use crate::key::{KeyHash, KeyRecord, sha256};
+use crate::key::{HashRef, KeyHash, KeyRecord, sha256};
+use crate::limit::{Credits, RateLimit};
 
 /// Buckets of a snapshot: a million keys make 15 a bucket, ten million 150.
 pub const BUCKETS: u32 = 65_536;
@@ -110,18 +111,66 @@ impl<'a> Reader<'a> {
         let n = self.u16()?;
         self.take(usize::from(n))
     }
-    fn string(&mut self) -> Result<String, SnapshotError> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| SnapshotError("is not UTF-8"))
+
+    fn str(&mut self) -> Result<&'a str, SnapshotError> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| SnapshotError("is not UTF-8"))
     }
 }
 
-fn decode_one(r: &mut Reader<'_>) -> Result<KeyRecord, SnapshotError> {
+/// One record of a bucket, borrowed from it: what a table entry is made of, without an
+/// allocation for its strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View<'a> {
+    pub id: &'a str,
+    pub account: &'a str,
+    pub scheme: &'a str,
+    pub scopes: Option<Vec<&'a str>>,
+    pub hash: HashRef<'a>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub version: u64,
+    pub rate_limits: Option<Vec<RateLimit>>,
+    pub credits: Option<(Credits, u64)>,
+}
+
+impl View<'_> {
+    /// The record this view is of, as a snapshot keeps it.
+    pub fn to_record(&self) -> KeyRecord {
+        KeyRecord {
+            id: self.id.into(),
+            name: None,
+            prefix: String::new(),
+            account: self.account.into(),
+            scheme: self.scheme.into(),
+            scopes: self
+                .scopes
+                .as_ref()
+                .map(|v| v.iter().map(|s| s.to_string()).collect()),
+            hash: match self.hash {
+                HashRef::Sha256(d) => KeyHash::Sha256(*d),
+                HashRef::Argon2id(p) => KeyHash::Argon2id(p.into()),
+            },
+            created_at: 0,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            last_used_at: None,
+            replaces: None,
+            replaced_by: None,
+            rate_limits: self.rate_limits.clone(),
+            credits: self.credits.as_ref().map(|c| c.0.clone()),
+            credits_version: self.credits.as_ref().map_or(0, |c| c.1),
+            version: self.version,
+        }
+    }
+}
+
+fn decode_one<'a>(r: &mut Reader<'a>) -> Result<View<'a>, SnapshotError> {
     if r.take(1)?[0] != FORMAT {
         return Err(SnapshotError("has an unknown format"));
     }
     let flags = r.take(1)?[0];
     let version = r.u64()?;
-    let (id, account, scheme) = (r.string()?, r.string()?, r.string()?);
+    let (id, account, scheme) = (r.str()?, r.str()?, r.str()?);
     let mut time = |f| -> Result<Option<i64>, SnapshotError> {
         Ok(if flags & f != 0 {
             Some(r.u64()? as i64)
@@ -132,50 +181,47 @@ fn decode_one(r: &mut Reader<'_>) -> Result<KeyRecord, SnapshotError> {
     let (expires_at, revoked_at) = (time(EXPIRES)?, time(REVOKED)?);
     let scopes = if flags & SCOPES != 0 {
         let n = r.u16()?;
-        Some((0..n).map(|_| r.string()).collect::<Result<Vec<_>, _>>()?)
+        Some((0..n).map(|_| r.str()).collect::<Result<Vec<_>, _>>()?)
     } else {
         None
     };
     let hash = if flags & ARGON2 != 0 {
-        KeyHash::Argon2id(r.string()?)
+        HashRef::Argon2id(r.str()?)
     } else {
-        KeyHash::Sha256(r.take(32)?.try_into().unwrap_or_default())
+        let d: &[u8; 32] = r
+            .take(32)?
+            .try_into()
+            .map_err(|_| SnapshotError("is cut short"))?;
+        HashRef::Sha256(d)
     };
     let rate_limits = match flags & LIMITS {
         0 => None,
         _ => Some(serde_json::from_slice(r.bytes()?).map_err(|_| SnapshotError("has bad limits"))?),
     };
-    let (credits, credits_version) = match flags & CREDITS {
-        0 => (None, 0),
+    let credits = match flags & CREDITS {
+        0 => None,
         _ => {
             let c =
                 serde_json::from_slice(r.bytes()?).map_err(|_| SnapshotError("has bad credits"))?;
-            (Some(c), r.u64()?)
+            Some((c, r.u64()?))
         }
     };
-    Ok(KeyRecord {
+    Ok(View {
         id,
-        name: None,
-        prefix: String::new(),
         account,
         scheme,
         scopes,
         hash,
-        created_at: 0,
         expires_at,
         revoked_at,
-        last_used_at: None,
-        replaces: None,
-        replaced_by: None,
+        version,
         rate_limits,
         credits,
-        credits_version,
-        version,
     })
 }
 
-/// The records of a bucket value, in order.
-pub fn decode(bucket: &[u8]) -> impl Iterator<Item = Result<KeyRecord, SnapshotError>> + '_ {
+/// The records of a bucket value, in order, borrowed from it.
+pub fn views(bucket: &[u8]) -> impl Iterator<Item = Result<View<'_>, SnapshotError>> + '_ {
     let mut r = Reader(bucket);
     std::iter::from_fn(move || {
         if r.0.is_empty() {
@@ -187,6 +233,11 @@ pub fn decode(bucket: &[u8]) -> impl Iterator<Item = Result<KeyRecord, SnapshotE
         }
         Some(one)
     })
+}
+
+/// The records of a bucket value, in order.
+pub fn decode(bucket: &[u8]) -> impl Iterator<Item = Result<KeyRecord, SnapshotError>> + '_ {
+    views(bucket).map(|v| v.map(|v| v.to_record()))
 }
 
 /// A bucket value with `recs` put in: each replaces the record with its id unless that one is

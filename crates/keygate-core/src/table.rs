@@ -6,13 +6,15 @@
 //! trees ([`tree`]): a SHA-256 key costs its 72-byte entry and two index slots of 5 bytes,
 //! and a change copies one chunk and the index shards it touches, whatever the table's size.
 
+mod bulk;
 mod entry;
 mod handle;
 mod index;
+mod maker;
 mod tree;
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -25,6 +27,7 @@ use super::scheme::Scheme;
 pub use entry::{KeyEntry, Owner, Scopes};
 pub use handle::{Found, KeyRef};
 use index::Index;
+pub use maker::Maker;
 use tree::Tree;
 
 /// Entries per chunk: a change copies one chunk (36 KB).
@@ -46,39 +49,15 @@ pub struct AccountEntry {
 
 type Chunk = Vec<KeyEntry>;
 
-/// Owners already made during a bulk build, so keys of one account and scope list share one.
-/// A snapshot does not carry it: cloning gives an empty one, and a change reuses the owner
-/// of the entry it replaces.
-#[derive(Default)]
-struct Interner(HashTable<Arc<Owner>>);
-
-impl Clone for Interner {
-    fn clone(&self) -> Self {
-        Interner::default()
-    }
-}
-
-fn owner_hash(hasher: &DefaultHashBuilder, account: &str, scopes: Option<&[String]>) -> u64 {
-    let mut h = hasher.build_hasher();
-    account.hash(&mut h);
-    match scopes {
-        None => h.write_u8(0),
-        Some(v) => {
-            h.write_u8(1);
-            for s in v {
-                s.as_str().hash(&mut h);
-            }
-        }
-    }
-    h.finish()
-}
-
 /// The immutable snapshot.
 #[derive(Clone)]
 pub struct Table {
     loaded: bool,
     entries: Tree<Chunk>,
     len: usize,
+    /// Entries below this number are in the indexes; the rest were added by a bulk load
+    /// ([`Table::push_distinct`]) and are indexed together.
+    indexed: usize,
     by_id: Index,
     by_digest: Index,
     accounts: Tree<HashTable<(Box<str>, AccountEntry)>>,
@@ -86,7 +65,7 @@ pub struct Table {
     hasher: DefaultHashBuilder,
     /// Plan names, shared by the accounts on them.
     plans: Vec<Arc<str>>,
-    interner: Interner,
+    maker: Maker,
     /// Records skipped because their scheme is not configured.
     pub skipped: usize,
 }
@@ -97,12 +76,13 @@ impl Default for Table {
             loaded: false,
             entries: Tree::default(),
             len: 0,
+            indexed: 0,
             by_id: Index::default(),
             by_digest: Index::default(),
             accounts: Tree::from_fn(ACCOUNT_SHARDS, |_| HashTable::new()),
             hasher: DefaultHashBuilder::default(),
             plans: Vec::new(),
-            interner: Interner::default(),
+            maker: Maker::default(),
             skipped: 0,
         }
     }
@@ -117,6 +97,21 @@ impl std::fmt::Debug for Table {
             .field("by_digest", &self.by_digest)
             .finish_non_exhaustive()
     }
+}
+
+/// Appends `e` to the entries; its number.
+fn push(entries: &mut Tree<Chunk>, len: &mut usize, e: KeyEntry) -> u32 {
+    let i = u32::try_from(*len).expect("a table holds fewer than 2^32 keys");
+    match entries.last_mut().filter(|c| c.len() < CHUNK) {
+        Some(c) => c.push(e),
+        None => {
+            let mut c = Vec::with_capacity(CHUNK);
+            c.push(e);
+            entries.push(c);
+        }
+    }
+    *len += 1;
+    i
 }
 
 fn entry(entries: &Tree<Chunk>, i: u32) -> &KeyEntry {
@@ -207,59 +202,38 @@ impl Table {
         t
     }
 
-    /// The owner `rec` needs: the one `old` (the entry it replaces) has if it is the same, one
-    /// made earlier in this build, or a new one.
-    fn owner_for(&mut self, rec: &KeyRecord, old: Option<u32>) -> Arc<Owner> {
-        if let Some(o) = old.map(|i| entry(&self.entries, i).owner())
-            && o.is_for(rec)
-        {
-            return Arc::clone(o);
-        }
-        let h = owner_hash(&self.hasher, &rec.account, rec.scopes.as_deref());
-        if let Some(o) = self.interner.0.find(h, |o| o.is_for(rec)) {
-            return Arc::clone(o);
-        }
-        let o = Arc::new(Owner::new(&rec.account, rec.scopes.as_deref()));
-        let hasher = &self.hasher;
-        self.interner.0.insert_unique(h, Arc::clone(&o), |o| {
-            let scopes: Option<Vec<String>> = o
-                .scopes
-                .as_ref()
-                .map(|s| s.list.iter().map(|s| s.to_string()).collect());
-            owner_hash(hasher, &o.account, scopes.as_deref())
-        });
-        o
+    /// The entry for `rec` (`None`, counted in `skipped`, if its scheme is not configured);
+    /// `old`: the entry it replaces.
+    fn new_entry(
+        &mut self,
+        schemes: &[Scheme],
+        rec: &KeyRecord,
+        prev: Option<&Table>,
+        old: Option<u32>,
+    ) -> Option<KeyEntry> {
+        let reuse = old.map(|i| entry(&self.entries, i).owner());
+        let new = self.maker.record(schemes, rec, reuse, prev);
+        self.skipped += std::mem::take(&mut self.maker.skipped);
+        new
     }
 
     /// Adds or replaces the key of `rec`; its verification cache is kept from `prev` when the
     /// record there is the same. A record of a scheme not in `schemes` is counted in `skipped`.
     pub fn upsert_key(&mut self, schemes: &[Scheme], rec: &KeyRecord, prev: Option<&Table>) {
-        let Some(scheme) = schemes
-            .iter()
-            .position(|s| s.name == rec.scheme)
-            .and_then(|i| u8::try_from(i).ok())
-        else {
-            self.skipped += 1;
-            return;
-        };
+        self.index_pending();
         let hid = self.hasher.hash_one(rec.id.as_str());
         let old = {
             let entries = &self.entries;
             self.by_id.find(hid, |&i| entry(entries, i).id() == rec.id)
         };
-        let owner = self.owner_for(rec, old);
-        let new = KeyEntry::new(rec, scheme, owner);
-        if let Some(o) = prev.and_then(|p| p.by_id(rec.id.as_bytes()))
-            && o.version() == new.version()
-            && o.hash() == new.hash()
-            && let Some(d) = o.verified()
-        {
-            new.set_verified(*d);
-        }
+        let Some(new) = self.new_entry(schemes, rec, prev, old) else {
+            return;
+        };
         let digest = new.digest().copied();
         let Table {
             entries,
             len,
+            indexed,
             by_id,
             by_digest,
             hasher,
@@ -281,16 +255,8 @@ impl Table {
                 i
             }
             None => {
-                let i = u32::try_from(*len).expect("a table holds fewer than 2^32 keys");
-                match entries.last_mut().filter(|c| c.len() < CHUNK) {
-                    Some(c) => c.push(new),
-                    None => {
-                        let mut c = Vec::with_capacity(CHUNK);
-                        c.push(new);
-                        entries.push(c);
-                    }
-                }
-                *len += 1;
+                let i = push(entries, len, new);
+                *indexed = *len;
                 by_id.insert(
                     hid,
                     i,

@@ -252,10 +252,11 @@ impl Store {
     }
 
     /// Folds the usage batches instances wrote into the per-key counts, if this instance is
-    /// the one that folds (Redis); nothing to do elsewhere.
-    pub async fn fold_usage(&self) -> Result<(), StoreError> {
+    /// the one that folds (Redis); nothing to do elsewhere. `wrote`: this instance just
+    /// wrote a batch (only such an instance asks to become the folder).
+    pub async fn fold_usage(&self, wrote: bool) -> Result<(), StoreError> {
         match self {
-            Store::Redis(r) => r.fold_usage().await,
+            Store::Redis(r) => r.fold_usage(wrote).await,
             Store::File(_) => Ok(()),
         }
     }

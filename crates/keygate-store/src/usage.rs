@@ -56,7 +56,8 @@ pub async fn write_back(
             _ = tick.tick() => false,
         };
         let batch = usage.take();
-        if !batch.is_empty() {
+        let wrote = !batch.is_empty();
+        if wrote {
             match store.record_usage(&batch).await {
                 Ok(()) => stats.usage_flushed(true),
                 Err(e) => {
@@ -66,7 +67,7 @@ pub async fn write_back(
                 }
             }
         }
-        if let Err(e) = store.fold_usage().await {
+        if let Err(e) = store.fold_usage(wrote).await {
             tracing::warn!(error = %e, "usage fold failed; will retry");
         }
         if last {

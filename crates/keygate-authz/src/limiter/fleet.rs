@@ -19,6 +19,8 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an instance counts by its share after Redis failed it.
 const DEGRADED_FOR: i64 = 2;
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// Seconds after its last lease that an instance still beats.
+const ACTIVE_FOR: i64 = 60;
 
 pub(super) struct Fleet {
     store: Store,
@@ -26,6 +28,9 @@ pub(super) struct Fleet {
     id: String,
     degraded_until: AtomicI64,
     instances: AtomicU64,
+    /// When this instance last took a lease (Unix seconds): it beats only while it counts
+    /// limits, so an idle instance costs Redis nothing but its change-log read.
+    last_fetch: AtomicI64,
 }
 
 impl Fleet {
@@ -106,6 +111,7 @@ impl Limiter {
             id: id.iter().map(|b| format!("{b:02x}")).collect(),
             degraded_until: AtomicI64::new(0),
             instances: AtomicU64::new(1),
+            last_fetch: AtomicI64::new(i64::MIN),
         });
     }
 
@@ -120,6 +126,7 @@ impl Limiter {
         let Some(f) = self.fleet.get() else {
             return done(false);
         };
+        f.last_fetch.store(now, Ordering::Relaxed);
         let (store, me) = (f.store.clone(), self.clone());
         f.rt.spawn(async move {
             let takes: Vec<BudgetTake> = leases.iter().map(|l| l.take.clone()).collect();
@@ -159,7 +166,8 @@ impl Limiter {
         }
     }
 
-    /// Beats every 5 s until `shutdown`: the instances alive size the share each enforces
+    /// Beats every 5 s until `shutdown`, while this instance took a lease in the last
+    /// [`ACTIVE_FOR`] seconds: the instances counting limits size the share each enforces
     /// while Redis is unreachable.
     pub async fn keep(&self, shutdown: impl std::future::Future<Output = ()>) {
         let Some(f) = self.fleet.get() else {
@@ -172,7 +180,11 @@ impl Limiter {
                 _ = &mut shutdown => return,
                 _ = tick.tick() => {}
             }
-            let beat = f.store.heartbeat(&f.id, crate::engine::unix_now());
+            let now = crate::engine::unix_now();
+            if now.saturating_sub(f.last_fetch.load(Ordering::Relaxed)) > ACTIVE_FOR {
+                continue;
+            }
+            let beat = f.store.heartbeat(&f.id, now);
             if let Ok(Ok(n)) = tokio::time::timeout(HEARTBEAT_EVERY, beat).await {
                 f.instances.store(n.max(1), Ordering::Relaxed);
             }

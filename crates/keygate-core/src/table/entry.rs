@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::key::{self, HashRef, KeyHash, KeyRecord};
+use crate::key::{self, HashRef, KeyRecord};
 use crate::limit::{Credits, RateLimit};
 
 /// A key's scope restriction.
@@ -25,22 +25,27 @@ pub struct Owner {
 }
 
 impl Owner {
-    pub fn new(account: &str, scopes: Option<&[String]>) -> Owner {
+    pub fn new<S: AsRef<str>>(account: &str, scopes: Option<&[S]>) -> Owner {
         Owner {
             account: account.into(),
             scopes: scopes.map(|v| Scopes {
-                list: v.iter().map(|s| s.as_str().into()).collect(),
-                joined: v.join(" ").into(),
+                list: v.iter().map(|s| s.as_ref().into()).collect(),
+                joined: v
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .collect::<Vec<&str>>()
+                    .join(" ")
+                    .into(),
             }),
         }
     }
 
-    /// Whether this owner is the one `rec` needs.
-    pub fn is_for(&self, rec: &KeyRecord) -> bool {
-        *self.account == *rec.account
-            && match (&self.scopes, &rec.scopes) {
+    /// Whether this owner is the one a key of `account` with `scopes` needs.
+    pub fn is_for<S: AsRef<str>>(&self, account: &str, scopes: Option<&[S]>) -> bool {
+        *self.account == *account
+            && match (&self.scopes, scopes) {
                 (None, None) => true,
-                (Some(s), Some(v)) => s.list.iter().map(|s| &**s).eq(v.iter().map(String::as_str)),
+                (Some(s), Some(v)) => s.list.iter().map(|s| &**s).eq(v.iter().map(AsRef::as_ref)),
                 _ => false,
             }
     }
@@ -94,40 +99,64 @@ impl Clone for KeyEntry {
     }
 }
 
+/// What an entry is made of, from a stored record or from a snapshot's view of one.
+pub struct Parts<'a> {
+    pub id: &'a str,
+    pub hash: HashRef<'a>,
+    pub revoked: bool,
+    pub expires_at: Option<i64>,
+    pub version: u64,
+    pub limits: Option<&'a [RateLimit]>,
+    pub credits: Option<(&'a Credits, u64)>,
+}
+
+impl<'a> Parts<'a> {
+    pub fn of(rec: &'a KeyRecord) -> Parts<'a> {
+        Parts {
+            id: &rec.id,
+            hash: HashRef::of(&rec.hash),
+            revoked: rec.revoked_at.is_some(),
+            expires_at: rec.expires_at,
+            version: rec.version,
+            limits: rec.rate_limits.as_deref(),
+            credits: rec.credits.as_ref().map(|c| (c, rec.credits_version)),
+        }
+    }
+}
+
 impl KeyEntry {
-    /// The entry for `rec` under scheme number `scheme`, owned by `owner`.
-    pub(super) fn new(rec: &KeyRecord, scheme: u8, owner: Arc<Owner>) -> KeyEntry {
-        let (digest, phc) = match &rec.hash {
-            KeyHash::Sha256(d) => (*d, None),
-            KeyHash::Argon2id(p) => ([0; 32], Some(Box::<str>::from(p.as_str()))),
+    /// The entry made of `p` under scheme number `scheme`, owned by `owner`.
+    pub(super) fn new(p: &Parts<'_>, scheme: u8, owner: Arc<Owner>) -> KeyEntry {
+        let (digest, phc) = match p.hash {
+            HashRef::Sha256(d) => (*d, None),
+            HashRef::Argon2id(phc) => ([0; 32], Some(Box::<str>::from(phc))),
         };
-        let long = rec.id.len() > INLINE_ID;
+        let long = p.id.len() > INLINE_ID;
         let mut id = [0; INLINE_ID];
         if !long {
-            id[..rec.id.len()].copy_from_slice(rec.id.as_bytes());
+            id[..p.id.len()].copy_from_slice(p.id.as_bytes());
         }
         let argon2 = phc.is_some();
-        let needs_extra = long || argon2 || rec.rate_limits.is_some() || rec.credits.is_some();
+        let needs_extra = long || argon2 || p.limits.is_some() || p.credits.is_some();
         let extra = needs_extra.then(|| {
             Arc::new(Extra {
-                long_id: long.then(|| rec.id.as_str().into()),
+                long_id: long.then(|| p.id.into()),
                 phc,
                 verified: argon2.then(OnceLock::new),
-                limits: rec.rate_limits.as_deref().map(Arc::from),
-                credits: rec.credits.clone().map(|c| (c, rec.credits_version)),
+                limits: p.limits.map(Arc::from),
+                credits: p.credits.map(|(c, v)| (c.clone(), v)),
             })
         });
         KeyEntry {
             digest,
             id,
-            id_len: if long { u8::MAX } else { rec.id.len() as u8 },
+            id_len: if long { u8::MAX } else { p.id.len() as u8 },
             scheme,
-            flags: if rec.revoked_at.is_some() { REVOKED } else { 0 }
-                | if argon2 { ARGON2 } else { 0 },
+            flags: if p.revoked { REVOKED } else { 0 } | if argon2 { ARGON2 } else { 0 },
             owner,
             extra,
-            version: u32::try_from(rec.version).unwrap_or(u32::MAX),
-            expires_at: rec
+            version: u32::try_from(p.version).unwrap_or(u32::MAX),
+            expires_at: p
                 .expires_at
                 .map_or(NEVER, |t| t.clamp(0, i64::from(NEVER - 1)) as u32),
         }

@@ -40,6 +40,10 @@ fn shards_for(n: usize) -> usize {
     }
 }
 
+fn shard_of(hash: u64, shards: usize) -> usize {
+    ((((hash >> 25) & 0xffff_ffff) * shards as u64) >> 32) as usize
+}
+
 impl Index {
     pub fn with_capacity(n: usize) -> Index {
         let count = shards_for(n);
@@ -53,7 +57,7 @@ impl Index {
     /// The shard of a hash, from bits the tables themselves do not use (their bucket comes
     /// from the low bits, their tag from the top seven).
     fn shard(&self, hash: u64) -> usize {
-        ((((hash >> 25) & 0xffff_ffff) * self.shards.len() as u64) >> 32) as usize
+        shard_of(hash, self.shards.len())
     }
 
     pub fn find(&self, hash: u64, eq: impl FnMut(&u32) -> bool) -> Option<u32> {
@@ -81,6 +85,32 @@ impl Index {
         } else {
             table.insert_unique(hash, i, rehash);
             self.len += 1;
+        }
+    }
+
+    /// Adds every `(hash, entry)` of `items` (reordered by shard, so each shard is filled in
+    /// one go), each in place of an entry `same` matches.
+    pub fn insert_many(
+        &mut self,
+        items: &mut [(u64, u32)],
+        same: impl Fn(u32, u32) -> bool,
+        rehash: impl Fn(&u32) -> u64,
+    ) {
+        if self.shards.len() == 0 {
+            *self = Index::with_capacity(items.len());
+        }
+        let count = self.shards.len();
+        items.sort_unstable_by_key(|&(h, _)| shard_of(h, count));
+        for run in items.chunk_by(|a, b| shard_of(a.0, count) == shard_of(b.0, count)) {
+            let table = self.shards.get_mut(shard_of(run[0].0, count));
+            for &(h, i) in run {
+                if let Some(slot) = table.find_mut(h, |&j| same(j, i)) {
+                    *slot = i;
+                } else {
+                    table.insert_unique(h, i, &rehash);
+                    self.len += 1;
+                }
+            }
         }
     }
 

@@ -216,3 +216,34 @@ fn accounts_are_found_and_replaced_by_version() {
     assert_eq!(t3.account("a7").unwrap().status, AccountStatus::PastDue);
     assert!(t3.account("a2999").is_some() && t3.account("a3000").is_none());
 }
+
+#[test]
+fn a_bulk_load_indexes_like_one_key_at_a_time() {
+    let schemes = schemes();
+    let recs: Vec<KeyRecord> = (0..3000)
+        .map(|i| {
+            let mut r = rec(&format!("bulk{i}"), 1, i % 5 == 0);
+            r.account = format!("a{}", i % 7);
+            r
+        })
+        .collect();
+    let ids: Vec<String> = recs.iter().map(|r| r.id.clone()).collect();
+    let one_by_one = Table::build(&schemes, &BTreeMap::new(), &recs, [], None);
+    let mut bulk = Table::with_capacity(recs.len());
+    let mut maker = Maker::default();
+    for r in &recs {
+        bulk.push_entry(maker.record(&schemes, r, None, None).unwrap());
+    }
+    assert!(bulk.by_id(b"bulk7").is_none(), "not indexed yet");
+    bulk.index_pending();
+    assert_eq!(dump(&bulk, &ids), dump(&one_by_one, &ids));
+    // A change after more bulk records indexes them first.
+    bulk.push_entry(
+        maker
+            .record(&schemes, &rec("late", 1, false), None, None)
+            .unwrap(),
+    );
+    bulk.upsert_key(&schemes, &rec("bulk7", 2, true), None);
+    assert!(bulk.by_id(b"late").is_some() && bulk.by_id(b"bulk7").unwrap().revoked());
+    assert_eq!(bulk.len(), 3001);
+}

@@ -9,7 +9,8 @@ use std::sync::Arc;
 pub const FAN: usize = 64;
 
 pub struct Tree<T> {
-    groups: Vec<Arc<Vec<Arc<T>>>>,
+    /// Each group's pointers inline after its counts: a read follows one pointer fewer.
+    groups: Vec<Arc<[Arc<T>]>>,
     len: usize,
 }
 
@@ -34,11 +35,11 @@ impl<T> Default for Tree<T> {
 impl<T: Clone> Tree<T> {
     /// `n` parts made by `make`.
     pub fn from_fn(n: usize, mut make: impl FnMut(usize) -> T) -> Tree<T> {
-        let mut t = Tree::default();
-        for i in 0..n {
-            t.push(make(i));
-        }
-        t
+        let groups = (0..n)
+            .step_by(FAN)
+            .map(|g| (g..(g + FAN).min(n)).map(|i| Arc::new(make(i))).collect())
+            .collect();
+        Tree { groups, len: n }
     }
 
     pub fn len(&self) -> usize {
@@ -59,12 +60,17 @@ impl<T: Clone> Tree<T> {
         Arc::make_mut(&mut Arc::make_mut(&mut self.groups[i / FAN])[i % FAN])
     }
 
+    /// Adds a part; copies the last group's pointers (a table pushes once per chunk of keys).
     pub fn push(&mut self, part: T) {
-        if self.len.is_multiple_of(FAN) {
-            self.groups.push(Arc::new(Vec::with_capacity(FAN)));
+        let part = Arc::new(part);
+        match self
+            .groups
+            .last_mut()
+            .filter(|_| !self.len.is_multiple_of(FAN))
+        {
+            Some(g) => *g = g.iter().cloned().chain([part]).collect(),
+            None => self.groups.push(Arc::from([part])),
         }
-        let last = self.groups.len() - 1;
-        Arc::make_mut(&mut self.groups[last]).push(Arc::new(part));
         self.len += 1;
     }
 

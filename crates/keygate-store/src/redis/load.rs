@@ -1,7 +1,7 @@
 //! The whole table: the compact snapshot's buckets (or, while there is no snapshot in step,
-//! every key record) scanned with HSCAN in batches (never blocking Redis), decoded on a thread
-//! of its own while the next batch is asked for, straight into a table under construction,
-//! with the revision and change-log position it is at. A batch that fails
+//! every key record) scanned with HSCAN in batches (never blocking Redis), decoded and added
+//! to a table under construction on two threads of their own while the next batch is asked
+//! for, with the revision and change-log position it is at. A batch that fails
 //! because Redis is busy or the connection dropped is asked for again, from the same cursor,
 //! after a jittered pause: the load resumes instead of starting over. The table being
 //! replaced keeps serving until the new one is installed.
@@ -14,7 +14,7 @@ use keygate_core::key::{Account, KeyRecord};
 use keygate_core::policy::Plan;
 use keygate_core::scheme::Scheme;
 use keygate_core::snapshot;
-use keygate_core::table::Table;
+use keygate_core::table::{KeyEntry, Maker, Table};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamRangeReply;
@@ -42,7 +42,30 @@ pub(super) type ScanBatch = Vec<(Vec<u8>, Vec<u8>)>;
 pub(super) trait Sink {
     fn reserve(&mut self, keys: usize);
     fn key(&mut self, rec: KeyRecord);
+    /// After the last record.
+    fn finish(&mut self) {}
     fn account(&mut self, a: Account);
+    /// What makes a snapshot's records into table entries on the decoding thread, for a sink
+    /// that takes entries.
+    fn maker(&self) -> Option<EntryMaker> {
+        None
+    }
+    /// Entries made by the sink's [`Sink::maker`], and how many records it skipped.
+    fn entries(&mut self, _entries: Vec<KeyEntry>, _skipped: usize) {}
+}
+
+/// A [`Maker`] with what it needs: the schemes, and the table being replaced (for the
+/// verifications it cached).
+pub(super) struct EntryMaker {
+    maker: Maker,
+    schemes: Arc<[Scheme]>,
+    prev: Arc<Table>,
+}
+
+/// One batch, decoded.
+enum Decoded {
+    Records(Vec<KeyRecord>),
+    Entries(Vec<KeyEntry>, usize),
 }
 
 /// Records into plain vectors (scan order is random; sorting them would cost more than the
@@ -75,9 +98,67 @@ impl Sink for TableSink {
     fn key(&mut self, rec: KeyRecord) {
         self.table.upsert_key(&self.schemes, &rec, Some(&self.prev));
     }
+    fn finish(&mut self) {
+        self.table.index_pending();
+    }
+    fn maker(&self) -> Option<EntryMaker> {
+        Some(EntryMaker {
+            maker: Maker::default(),
+            schemes: Arc::clone(&self.schemes),
+            prev: Arc::clone(&self.prev),
+        })
+    }
+    fn entries(&mut self, entries: Vec<KeyEntry>, skipped: usize) {
+        for e in entries {
+            self.table.push_entry(e);
+        }
+        self.table.skipped += skipped;
+    }
     fn account(&mut self, a: Account) {
         self.table.upsert_account(&self.plans, &a);
     }
+}
+
+/// The records of one HSCAN reply: a snapshot's buckets (each bucket once per load, `seen`
+/// remembers which) or JSON key records.
+fn decode_batch(
+    items: ScanBatch,
+    from_snapshot: bool,
+    seen: &mut [bool],
+    maker: Option<&mut EntryMaker>,
+) -> Result<Decoded, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        path: "redis key table snapshot".into(),
+        message,
+    };
+    let mut recs = Vec::with_capacity(items.len());
+    let mut entries = Vec::new();
+    let mut maker = maker.filter(|_| from_snapshot);
+    for (field, value) in items {
+        if !from_snapshot {
+            recs.push(serde_json::from_slice(&value).map_err(|e| bad_json("redis key record", e))?);
+            continue;
+        }
+        let b = std::str::from_utf8(&field)
+            .ok()
+            .and_then(|b| b.parse::<usize>().ok())
+            .filter(|&b| b < seen.len())
+            .ok_or_else(|| corrupt("a field is not a bucket number".into()))?;
+        if std::mem::replace(&mut seen[b], true) {
+            continue;
+        }
+        for v in snapshot::views(&value) {
+            let v = v.map_err(|e| corrupt(e.to_string()))?;
+            match maker.as_deref_mut() {
+                Some(m) => entries.extend(m.maker.view(&m.schemes, &v, Some(&m.prev))),
+                None => recs.push(v.to_record()),
+            }
+        }
+    }
+    Ok(match maker {
+        Some(m) => Decoded::Entries(entries, std::mem::take(&mut m.maker.skipped)),
+        None => Decoded::Records(recs),
+    })
 }
 
 impl RedisStore {
@@ -123,35 +204,48 @@ impl RedisStore {
             (self.k("keys"), 10_000)
         };
         let started = std::time::Instant::now();
-        // Two batches in flight at most: memory stays bounded if parsing falls behind.
+        // Two batches in flight at each stage: memory stays bounded if a stage falls behind.
+        // Decoding and building the table run on threads of their own, so Redis producing a
+        // batch, keygate decoding the previous one and adding the one before to the table
+        // overlap.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<ScanBatch>(2);
+        let (rtx, rrx) = std::sync::mpsc::sync_channel::<Decoded>(2);
+        let mut maker = sink.maker();
+        let decoder = tokio::task::spawn_blocking(move || {
+            // A scan may return a field twice; a bucket holds distinct ids, and no id is in
+            // two buckets, so skipping repeated buckets leaves every id once.
+            let mut seen = vec![false; snapshot::BUCKETS as usize];
+            while let Some(items) = rx.blocking_recv() {
+                let recs = decode_batch(items, from_snapshot, &mut seen, maker.as_mut())?;
+                if rtx.send(recs).is_err() {
+                    break;
+                }
+            }
+            Ok::<_, StoreError>(())
+        });
         let taker = tokio::task::spawn_blocking(move || {
             sink.reserve(count);
             let mut keys = 0usize;
-            while let Some(items) = rx.blocking_recv() {
-                for (_, value) in items {
-                    let before = keys;
-                    if from_snapshot {
-                        for rec in snapshot::decode(&value) {
-                            sink.key(rec.map_err(|e| StoreError::Corrupt {
-                                path: "redis key table snapshot".into(),
-                                message: e.to_string(),
-                            })?);
-                            keys += 1;
-                        }
-                    } else {
-                        sink.key(
-                            serde_json::from_slice(&value)
-                                .map_err(|e| bad_json("redis key record", e))?,
-                        );
-                        keys += 1;
+            for batch in rrx {
+                let before = keys;
+                match batch {
+                    Decoded::Entries(entries, skipped) => {
+                        keys += entries.len() + skipped;
+                        sink.entries(entries, skipped);
                     }
-                    if keys / 100_000 != before / 100_000 {
-                        tracing::info!(keys, "loading the key table");
+                    Decoded::Records(recs) => {
+                        keys += recs.len();
+                        for rec in recs {
+                            sink.key(rec);
+                        }
                     }
                 }
+                if keys / 100_000 != before / 100_000 {
+                    tracing::info!(keys, "loading the key table");
+                }
             }
-            Ok::<_, StoreError>((sink, keys))
+            sink.finish();
+            (sink, keys)
         });
         let mut cursor: u64 = 0;
         let mut failures = 0;
@@ -185,14 +279,15 @@ impl RedisStore {
                 Err(e) => return Err(e),
             };
             failures = 0;
-            // A send fails only when the taker stopped on a bad record: its error follows.
+            // A send fails only when the decoder stopped on a bad record: its error follows.
             if tx.send(items).await.is_err() || next == 0 {
                 break;
             }
             cursor = next;
         }
         drop(tx);
-        let (mut sink, keys) = taker.await.map_err(StoreError::Loader)??;
+        decoder.await.map_err(StoreError::Loader)??;
+        let (mut sink, keys) = taker.await.map_err(StoreError::Loader)?;
         let accounts: HashMap<String, String> =
             con.hgetall(self.k("accounts")).await.map_err(err)?;
         for js in accounts.into_values() {

@@ -107,6 +107,8 @@ pub struct RedisStore {
     instance: Arc<str>,
     /// When an instance that does not fold asks for the lease again (Unix seconds).
     fold_next_ask: Arc<std::sync::atomic::AtomicI64>,
+    /// Whether this instance holds the folder's lease (and folds each interval).
+    folding: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -185,6 +187,7 @@ impl RedisStore {
             usage_fold: Arc::new(redis::Script::new(usage::FOLD)),
             instance: instance_id().into(),
             fold_next_ask: Arc::default(),
+            folding: Arc::default(),
             credit_scripts: Arc::new((
                 redis::Script::new(credits::TAKE),
                 redis::Script::new(credits::GIVE_BACK),

@@ -106,13 +106,16 @@ impl RedisStore {
             .map_err(err)
     }
 
-    /// Folds pending entries if this instance holds (or can take) the folder's lease.
-    pub async fn fold_usage(&self) -> Result<(), StoreError> {
+    /// Folds pending entries if this instance holds (or can take) the folder's lease. Only
+    /// an instance that just `wrote` usage asks for the lease, and the folder lets it expire
+    /// once a round of its own finds nothing to fold: an idle fleet sends no fold traffic.
+    pub async fn fold_usage(&self, wrote: bool) -> Result<(), StoreError> {
         use std::sync::atomic::Ordering;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        if now < self.fold_next_ask.load(Ordering::Relaxed) {
+        let holding = self.folding.load(Ordering::Relaxed);
+        if !holding && (!wrote || now < self.fold_next_ask.load(Ordering::Relaxed)) {
             return Ok(());
         }
         let mut con = self.conn().await?;
@@ -133,6 +136,7 @@ impl RedisStore {
                 .await
                 .map_err(err)?;
             if holder.as_deref() != Some(&*self.instance) {
+                self.folding.store(false, Ordering::Relaxed);
                 self.fold_next_ask
                     .store(now + FOLDER_ASK_EVERY, Ordering::Relaxed);
                 return Ok(());
@@ -144,7 +148,8 @@ impl RedisStore {
                 .await
                 .map_err(err)?;
         }
-        for _ in 0..FOLD_ROUNDS {
+        self.folding.store(true, Ordering::Relaxed);
+        for round in 0..FOLD_ROUNDS {
             let r: StreamRangeReply = redis::cmd("XRANGE")
                 .arg(self.k("usage_in"))
                 .arg("-")
@@ -156,6 +161,11 @@ impl RedisStore {
                 .map_err(err)?;
             let got = entries(&r);
             if got.is_empty() {
+                if round == 0 {
+                    // Nothing to fold: the lease runs out, and the next instance with usage
+                    // to write takes it.
+                    self.folding.store(false, Ordering::Relaxed);
+                }
                 return Ok(());
             }
             let mut sum = HashMap::new();
@@ -183,6 +193,7 @@ impl RedisStore {
             let folded: i64 = inv.invoke_async(&mut con).await.map_err(err)?;
             if folded < 0 {
                 // The lease went to another instance meanwhile: it folds from here.
+                self.folding.store(false, Ordering::Relaxed);
                 return Ok(());
             }
             if got.len() < FOLD_CHUNK {
