@@ -23,6 +23,9 @@ use super::{RedisStore, bad_json, err};
 use crate::replica::Replica;
 use crate::state::{Snapshot, State};
 use crate::{StoreError, StoreStats};
+use decode::{Decoded, EntryMaker, decode_batch};
+
+mod decode;
 
 /// Times one batch of a load is asked for again before the load gives up.
 const RESUME_ATTEMPTS: u32 = 6;
@@ -52,20 +55,6 @@ pub(super) trait Sink {
     }
     /// Entries made by the sink's [`Sink::maker`], and how many records it skipped.
     fn entries(&mut self, _entries: Vec<KeyEntry>, _skipped: usize) {}
-}
-
-/// A [`Maker`] with what it needs: the schemes, and the table being replaced (for the
-/// verifications it cached).
-pub(super) struct EntryMaker {
-    maker: Maker,
-    schemes: Arc<[Scheme]>,
-    prev: Arc<Table>,
-}
-
-/// One batch, decoded.
-enum Decoded {
-    Records(Vec<KeyRecord>),
-    Entries(Vec<KeyEntry>, usize),
 }
 
 /// Records into plain vectors (scan order is random; sorting them would cost more than the
@@ -117,48 +106,6 @@ impl Sink for TableSink {
     fn account(&mut self, a: Account) {
         self.table.upsert_account(&self.plans, &a);
     }
-}
-
-/// The records of one HSCAN reply: a snapshot's buckets (each bucket once per load, `seen`
-/// remembers which) or JSON key records.
-fn decode_batch(
-    items: ScanBatch,
-    from_snapshot: bool,
-    seen: &mut [bool],
-    maker: Option<&mut EntryMaker>,
-) -> Result<Decoded, StoreError> {
-    let corrupt = |message: String| StoreError::Corrupt {
-        path: "redis key table snapshot".into(),
-        message,
-    };
-    let mut recs = Vec::with_capacity(items.len());
-    let mut entries = Vec::new();
-    let mut maker = maker.filter(|_| from_snapshot);
-    for (field, value) in items {
-        if !from_snapshot {
-            recs.push(serde_json::from_slice(&value).map_err(|e| bad_json("redis key record", e))?);
-            continue;
-        }
-        let b = std::str::from_utf8(&field)
-            .ok()
-            .and_then(|b| b.parse::<usize>().ok())
-            .filter(|&b| b < seen.len())
-            .ok_or_else(|| corrupt("a field is not a bucket number".into()))?;
-        if std::mem::replace(&mut seen[b], true) {
-            continue;
-        }
-        for v in snapshot::views(&value) {
-            let v = v.map_err(|e| corrupt(e.to_string()))?;
-            match maker.as_deref_mut() {
-                Some(m) => entries.extend(m.maker.view(&m.schemes, &v, Some(&m.prev))),
-                None => recs.push(v.to_record()),
-            }
-        }
-    }
-    Ok(match maker {
-        Some(m) => Decoded::Entries(entries, std::mem::take(&mut m.maker.skipped)),
-        None => Decoded::Records(recs),
-    })
 }
 
 impl RedisStore {
