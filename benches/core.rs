@@ -61,25 +61,8 @@ fn scheme<'s>(settings: &'s Settings, name: &str) -> &'s Scheme {
 }
 
 fn record(scheme: &Scheme, id: String, hash: KeyHash, account: String) -> KeyRecord {
-    KeyRecord {
-        prefix: format!("{}{}", scheme.key_prefix, id),
-        id,
-        name: None,
-        account,
-        scheme: scheme.name.clone(),
-        scopes: None,
-        hash,
-        created_at: NOW - 86_400,
-        expires_at: None,
-        revoked_at: None,
-        last_used_at: None,
-        replaces: None,
-        replaced_by: None,
-        rate_limits: None,
-        credits: None,
-        credits_version: 0,
-        version: 1,
-    }
+    let prefix = format!("{}{}", scheme.key_prefix, id);
+    KeyRecord::new(id, prefix, account, scheme.name.clone(), hash, NOW - 86_400)
 }
 
 /// Generates a key of `s` for the next account in turn, stores its record, returns the key.

@@ -78,27 +78,19 @@ fn settings(url: &str) -> Settings {
 }
 
 fn record(i: usize) -> KeyRecord {
-    KeyRecord {
-        id: format!("{i:012}"),
-        name: (i % 10 == 3).then(|| "ci-deploy".to_string()),
-        prefix: format!("tk_live_{i:012}"),
-        account: format!("acct-{:06}", i / 10),
-        scheme: "live".into(),
-        scopes: i
-            .is_multiple_of(20)
-            .then(|| vec!["tokens:read".to_string()]),
-        hash: KeyHash::Sha256(key::sha256(format!("tk_live_{i:012}_secret").as_bytes())),
-        created_at: 1_700_000_000,
-        expires_at: None,
-        revoked_at: None,
-        last_used_at: None,
-        replaces: None,
-        replaced_by: None,
-        rate_limits: None,
-        credits: None,
-        credits_version: 0,
-        version: 1,
-    }
+    let mut r = KeyRecord::new(
+        format!("{i:012}"),
+        format!("tk_live_{i:012}"),
+        format!("acct-{:06}", i / 10),
+        "live".into(),
+        KeyHash::Sha256(key::sha256(format!("tk_live_{i:012}_secret").as_bytes())),
+        1_700_000_000,
+    );
+    r.name = (i % 10 == 3).then(|| "ci-deploy".to_string());
+    r.scopes = i
+        .is_multiple_of(20)
+        .then(|| vec!["tokens:read".to_string()]);
+    r
 }
 
 /// The records of an older keygate's store, straight into Redis.

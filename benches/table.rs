@@ -26,27 +26,18 @@ fn proc_status(field: &str) -> f64 {
 }
 
 fn record(i: usize) -> KeyRecord {
-    KeyRecord {
-        id: format!("{i:012}"),
-        name: None,
-        prefix: String::new(),
-        account: format!("acct-{:05}", i % 10_000),
-        scheme: "live".into(),
-        scopes: i
-            .is_multiple_of(3)
-            .then(|| vec!["images".into(), "data".into()]),
-        hash: KeyHash::Sha256(digest(i)),
-        created_at: 0,
-        expires_at: None,
-        revoked_at: None,
-        last_used_at: None,
-        replaces: None,
-        replaced_by: None,
-        rate_limits: None,
-        credits: None,
-        credits_version: 0,
-        version: 1,
-    }
+    let mut r = KeyRecord::new(
+        format!("{i:012}"),
+        String::new(),
+        format!("acct-{:05}", i % 10_000),
+        "live".into(),
+        KeyHash::Sha256(digest(i)),
+        0,
+    );
+    r.scopes = i
+        .is_multiple_of(3)
+        .then(|| vec!["images".into(), "data".into()]);
+    r
 }
 
 fn digest(i: usize) -> [u8; 32] {

@@ -21,25 +21,14 @@ fn fill(redis: &RedisServer, n: usize) {
     for i in 0..n {
         let id = format!("f{i:011}");
         let digest = key::sha256(id.as_bytes());
-        let rec = KeyRecord {
-            prefix: format!("tk_live_{id}"),
-            id: id.clone(),
-            name: None,
-            account: format!("filler-{}", i % 100),
-            scheme: "live".into(),
-            scopes: None,
-            hash: KeyHash::Sha256(digest),
-            created_at: 1_700_000_000,
-            expires_at: None,
-            revoked_at: None,
-            last_used_at: None,
-            replaces: None,
-            replaced_by: None,
-            rate_limits: None,
-            credits: None,
-            credits_version: 0,
-            version: 1,
-        };
+        let rec = KeyRecord::new(
+            id.clone(),
+            format!("tk_live_{id}"),
+            format!("filler-{}", i % 100),
+            "live".into(),
+            KeyHash::Sha256(digest),
+            1_700_000_000,
+        );
         pipe.hset("{keygate}:keys", &id, serde_json::to_string(&rec).unwrap())
             .ignore()
             .sadd(format!("{{keygate}}:acct:{}", rec.account), &id)

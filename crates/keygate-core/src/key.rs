@@ -231,6 +231,37 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
+    /// A key of `account` under `scheme` at version 1, created at `created_at`, with every
+    /// optional field unset: what a generated or imported key starts from.
+    pub fn new(
+        id: String,
+        prefix: String,
+        account: String,
+        scheme: String,
+        hash: KeyHash,
+        created_at: i64,
+    ) -> KeyRecord {
+        KeyRecord {
+            id,
+            name: None,
+            prefix,
+            account,
+            scheme,
+            scopes: None,
+            hash,
+            created_at,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            replaces: None,
+            replaced_by: None,
+            rate_limits: None,
+            credits: None,
+            credits_version: 0,
+            version: 1,
+        }
+    }
+
     /// Not revoked and not expired at `now`.
     pub fn is_active(&self, now: i64) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)

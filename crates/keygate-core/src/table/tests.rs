@@ -4,25 +4,12 @@ use super::*;
 use crate::key::{KeyHash, sha256};
 
 fn rec(id: &str, version: u64, revoked: bool) -> KeyRecord {
-    KeyRecord {
-        id: id.into(),
-        name: None,
-        prefix: String::new(),
-        account: "acme".into(),
-        scheme: "s".into(),
-        scopes: Some(vec!["a".into()]),
-        hash: KeyHash::Sha256(sha256(id.as_bytes())),
-        created_at: 0,
-        expires_at: None,
-        revoked_at: revoked.then_some(1),
-        last_used_at: None,
-        replaces: None,
-        replaced_by: None,
-        rate_limits: None,
-        credits: None,
-        credits_version: 0,
-        version,
-    }
+    let hash = KeyHash::Sha256(sha256(id.as_bytes()));
+    let mut r = KeyRecord::new(id.into(), String::new(), "acme".into(), "s".into(), hash, 0);
+    r.scopes = Some(vec!["a".into()]);
+    r.revoked_at = revoked.then_some(1);
+    r.version = version;
+    r
 }
 
 fn schemes() -> [Scheme; 2] {

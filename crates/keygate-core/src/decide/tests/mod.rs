@@ -130,25 +130,16 @@ impl Fixture {
     fn key(&mut self, scheme: &str, account: &str, scopes: Option<&[&str]>) -> String {
         let s = &self.settings.schemes[self.settings.scheme_index(scheme).unwrap()];
         let k = key::generate(s);
-        self.keys.push(KeyRecord {
-            id: k.id.clone(),
-            name: None,
-            prefix: format!("{}{}", s.key_prefix, k.id),
-            account: account.into(),
-            scheme: scheme.into(),
-            scopes: scopes.map(|v| v.iter().map(|s| s.to_string()).collect()),
-            hash: key::hash_key(s, k.key.as_bytes()).unwrap(),
-            created_at: NOW - 10,
-            expires_at: None,
-            revoked_at: None,
-            last_used_at: None,
-            replaces: None,
-            replaced_by: None,
-            rate_limits: None,
-            credits: None,
-            credits_version: 0,
-            version: 1,
-        });
+        let mut r = KeyRecord::new(
+            k.id.clone(),
+            format!("{}{}", s.key_prefix, k.id),
+            account.into(),
+            scheme.into(),
+            key::hash_key(s, k.key.as_bytes()).unwrap(),
+            NOW - 10,
+        );
+        r.scopes = scopes.map(|v| v.iter().map(|s| s.to_string()).collect());
+        self.keys.push(r);
         k.key.to_string()
     }
 
