@@ -75,25 +75,18 @@ fn fixture() -> &'static Fixture {
             } else {
                 "acme"
             };
-            keys.insert(
+            let mut record = KeyRecord::new(
                 id.clone(),
-                KeyRecord {
-                    id,
-                    name: None,
-                    prefix: k[..s.key_prefix.len() + 12].to_string(),
-                    account: account.into(),
-                    scheme: scheme.into(),
-                    scopes: (i == 1).then(|| vec!["usage:read".to_string()]),
-                    hash: key::hash_key(s, k.as_bytes()).unwrap(),
-                    created_at: now - 100,
-                    expires_at: k.contains("Expired").then_some(now - 10),
-                    revoked_at: k.contains("Revoked").then_some(now - 10),
-                    last_used_at: None,
-                    replaces: None,
-                    replaced_by: None,
-                    version: 1,
-                },
+                k[..s.key_prefix.len() + 12].to_string(),
+                account.into(),
+                scheme.into(),
+                key::hash_key(s, k.as_bytes()).unwrap(),
+                now - 100,
             );
+            record.scopes = (i == 1).then(|| vec!["usage:read".to_string()]);
+            record.expires_at = k.contains("Expired").then_some(now - 10);
+            record.revoked_at = k.contains("Revoked").then_some(now - 10);
+            keys.insert(id, record);
         }
         let mut accounts = BTreeMap::new();
         accounts.insert(
