@@ -189,7 +189,7 @@ async def main():
         for port, extra in [(primary, []), (replica, ["--replicaof", "127.0.0.1", str(primary)])]:
             procs.append(subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                                            "--save", "", "--appendonly", "no", "--maxclients", "20000",
-                                           *extra], stdout=subprocess.DEVNULL))
+                                           "--dir", work, *extra], stdout=subprocess.DEVNULL))
         for port in (primary, replica):
             while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).returncode:
                 time.sleep(0.05)
