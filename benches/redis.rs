@@ -421,25 +421,16 @@ fn cold_record(i: usize) -> (KeyRecord, String) {
         6 => Some(vec!["usage:read".to_string()]),
         _ => None,
     };
-    let rec = KeyRecord {
-        prefix: format!("tk_live_{id}"),
-        id,
-        name: (i % 10 == 3).then(|| "ci-deploy".to_string()),
-        account: format!("acct-{:05}", i % COLD_ACCOUNTS),
-        scheme: "live".into(),
-        scopes,
-        hash: KeyHash::Sha256(key::sha256(key.as_bytes())),
-        created_at: 1_700_000_000 + (i as i64 % 31_536_000),
-        expires_at: None,
-        revoked_at: None,
-        last_used_at: None,
-        replaces: None,
-        replaced_by: None,
-        rate_limits: None,
-        credits: None,
-        credits_version: 0,
-        version: 1,
-    };
+    let mut rec = KeyRecord::new(
+        id.clone(),
+        format!("tk_live_{id}"),
+        format!("acct-{:05}", i % COLD_ACCOUNTS),
+        "live".into(),
+        KeyHash::Sha256(key::sha256(key.as_bytes())),
+        1_700_000_000 + (i as i64 % 31_536_000),
+    );
+    rec.name = (i % 10 == 3).then(|| "ci-deploy".to_string());
+    rec.scopes = scopes;
     (rec, key)
 }
 

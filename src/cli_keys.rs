@@ -1,10 +1,13 @@
 //! `keygate keys …`: the key commands of the CLI, each answering as the admin API does.
 
+use std::path::PathBuf;
+
 use clap::{Args, Subcommand};
 use keygate::admin::ManageError;
 use keygate::admin::manage::{CreateKey, ImportKey, Manager, UpdateKey};
 use keygate::admin::views::Revoked;
 use keygate::core::limit::{Credits, Interval, Per, RateLimit, Refill, Shared};
+use keygate::core::meta::Meta;
 
 #[derive(Subcommand)]
 pub enum Keys {
@@ -27,9 +30,13 @@ pub enum Keys {
         expires_at: Option<String>,
         #[command(flatten)]
         budget: Budget,
+        /// Metadata for the upstream, KEY=VALUE (repeatable; KEY of a-z 0-9 _ -).
+        #[arg(long = "meta", value_parser = parse_meta)]
+        meta: Vec<(String, String)>,
     },
     /// Change a key in place: only the options given change.
     Update {
+        /// The key's id.
         id: String,
         /// New label.
         #[arg(long)]
@@ -42,8 +49,17 @@ pub enum Keys {
         expires_at: Option<String>,
         #[command(flatten)]
         budget: Budget,
-        /// Clear a field (repeatable): name, scopes, expires-at, rate-limits, credits.
-        #[arg(long, value_parser = ["name", "scopes", "expires-at", "rate-limits", "credits"])]
+        /// Replace the key's metadata with these KEY=VALUE entries (repeatable).
+        #[arg(long = "meta", value_parser = parse_meta)]
+        meta: Vec<(String, String)>,
+        /// Enable a disabled key.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Disable the key: refused (401) until enabled again; unlike revoke, reversible.
+        #[arg(long)]
+        disable: bool,
+        /// Clear a field (repeatable): name, scopes, expires-at, rate-limits, credits, meta.
+        #[arg(long, value_parser = ["name", "scopes", "expires-at", "rate-limits", "credits", "meta"])]
         clear: Vec<String>,
     },
     /// List keys (never the keys themselves).
@@ -53,25 +69,34 @@ pub enum Keys {
         account: Option<String>,
     },
     /// Revoke a key, irreversibly.
-    Revoke { id: String },
+    Revoke {
+        /// The key's id.
+        id: String,
+    },
     /// Issue a replacement; the old key is revoked now or after --grace (e.g. 1h, 30m).
     Rotate {
+        /// The key's id.
         id: String,
         /// How long the old key keeps working.
         #[arg(long)]
         grace: Option<humantime::Duration>,
     },
-    /// Import an existing SHA-256 digest (hex) for a sha256 scheme.
+    /// Import existing SHA-256 digests: one with --sha256, or many from a JSON Lines --file.
     Import {
+        /// JSON Lines to import, one {"account","scheme","sha256","name"?,"scopes"?,
+        /// "expiresAt"?,"meta"?} per line ("-": standard input); prints the counts of
+        /// imported, skipped (digest present) and refused lines. Safe to run again.
+        #[arg(long, conflicts_with_all = ["account", "scheme", "sha256", "name", "scopes", "expires_at", "meta"])]
+        file: Option<PathBuf>,
         /// Account the key belongs to.
-        #[arg(long)]
-        account: String,
+        #[arg(long, required_unless_present = "file")]
+        account: Option<String>,
         /// A sha256 scheme from the config.
-        #[arg(long)]
-        scheme: String,
+        #[arg(long, required_unless_present = "file")]
+        scheme: Option<String>,
         /// The key's SHA-256 digest, 64 hex characters.
-        #[arg(long)]
-        sha256: String,
+        #[arg(long, required_unless_present = "file")]
+        sha256: Option<String>,
         /// A label for the key.
         #[arg(long)]
         name: Option<String>,
@@ -81,6 +106,9 @@ pub enum Keys {
         /// RFC 3339 UTC expiry time.
         #[arg(long)]
         expires_at: Option<String>,
+        /// Metadata for the upstream, KEY=VALUE (repeatable).
+        #[arg(long = "meta", value_parser = parse_meta)]
+        meta: Vec<(String, String)>,
     },
 }
 
@@ -150,6 +178,17 @@ fn parse_refill(s: &str) -> Result<Refill, String> {
     })
 }
 
+fn parse_meta(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn opt_meta(m: Vec<(String, String)>) -> Option<Meta> {
+    (!m.is_empty()).then(|| m.into_iter().collect())
+}
+
 fn opt_scopes(s: Vec<String>) -> Option<Vec<String>> {
     (!s.is_empty()).then_some(s)
 }
@@ -170,6 +209,7 @@ pub async fn run(m: &Manager, actor: &str, keys: Keys) -> Result<serde_json::Val
             scopes,
             expires_at,
             budget,
+            meta,
         } => {
             let create = CreateKey {
                 account,
@@ -179,6 +219,7 @@ pub async fn run(m: &Manager, actor: &str, keys: Keys) -> Result<serde_json::Val
                 expires_at,
                 rate_limits: budget.rate_limits(),
                 credits: budget.credits(),
+                meta: opt_meta(meta),
             };
             json(m.create_key(actor, create).await)
         }
@@ -188,6 +229,9 @@ pub async fn run(m: &Manager, actor: &str, keys: Keys) -> Result<serde_json::Val
             scopes,
             expires_at,
             budget,
+            meta,
+            enable,
+            disable,
             clear,
         } => {
             let cleared = |f: &str| clear.iter().any(|c| c == f);
@@ -201,6 +245,8 @@ pub async fn run(m: &Manager, actor: &str, keys: Keys) -> Result<serde_json::Val
                 expires_at: field(expires_at, cleared("expires-at")),
                 rate_limits: field(budget.rate_limits(), cleared("rate-limits")),
                 credits: field(budget.credits(), cleared("credits")),
+                enabled: (enable || disable).then_some(Some(enable)),
+                meta: field(opt_meta(meta), cleared("meta")),
             };
             json(m.update_key(actor, &id, update).await)
         }
@@ -214,20 +260,26 @@ pub async fn run(m: &Manager, actor: &str, keys: Keys) -> Result<serde_json::Val
             json(m.rotate_key(actor, &id, grace.map(|g| g.as_secs())).await)
         }
         Keys::Import {
+            file: Some(file), ..
+        } => crate::cli_import::run(m, actor, &file).await,
+        Keys::Import {
+            file: None,
             account,
             scheme,
             sha256,
             name,
             scopes,
             expires_at,
+            meta,
         } => {
             let import = ImportKey {
-                account,
-                scheme,
-                sha256,
+                account: account.unwrap_or_default(),
+                scheme: scheme.unwrap_or_default(),
+                sha256: sha256.unwrap_or_default(),
                 name,
                 scopes: opt_scopes(scopes),
                 expires_at,
+                meta: opt_meta(meta),
             };
             json(m.import_key(actor, import).await)
         }

@@ -10,6 +10,7 @@ use keygate::admin::manage::Manager;
 use keygate::config::Settings;
 use keygate::store::Store;
 
+mod cli_import;
 mod cli_keys;
 
 #[derive(Parser)]
@@ -48,13 +49,15 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     Accounts(Accounts),
-    /// Allowed requests per key and per UTC day for an account.
+    /// Allowed requests per key and per UTC day for an account, and refused ones by reason.
     Usage {
+        /// The account whose keys to report.
         #[arg(long)]
         account: String,
     },
-    /// Management events.
+    /// Management events, oldest first.
     Audit {
+        /// Only this account's events.
         #[arg(long)]
         account: Option<String>,
     },
@@ -63,12 +66,18 @@ enum Command {
 #[derive(Subcommand)]
 enum Accounts {
     /// Show an account's plan and status.
-    Get { id: String },
+    Get {
+        /// The account id.
+        id: String,
+    },
     /// Set an account's plan and/or status (active, past_due, disabled).
     Set {
+        /// The account id (1-128 of A-Z a-z 0-9 . _ : @ -).
         id: String,
+        /// A plan from the config.
         #[arg(long)]
         plan: Option<String>,
+        /// active, past_due or disabled (the last two refuse the account's keys with 403).
         #[arg(long)]
         status: Option<String>,
     },

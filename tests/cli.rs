@@ -328,3 +328,153 @@ async fn cli_sets_and_clears_limits_and_credits() {
     assert_eq!(bad.status.code(), Some(2), "a bad limit is a usage error");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--rate-limit"));
 }
+
+/// Every command and option says what it is for in `--help` (a bare option name helps no one).
+#[test]
+fn every_option_in_help_has_a_description() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["serve"],
+        &["check-config"],
+        &["health"],
+        &["keys"],
+        &["keys", "create"],
+        &["keys", "update"],
+        &["keys", "list"],
+        &["keys", "revoke"],
+        &["keys", "rotate"],
+        &["keys", "import"],
+        &["accounts"],
+        &["accounts", "get"],
+        &["accounts", "set"],
+        &["usage"],
+        &["audit"],
+    ];
+    for cmd in commands {
+        let o = Command::new(bin())
+            .args(*cmd)
+            .arg("--help")
+            .env("COLUMNS", "200")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd:?}");
+        let help = String::from_utf8(o.stdout).unwrap();
+        let lines: Vec<&str> = help.lines().collect();
+        let mut section = "";
+        for (i, line) in lines.iter().enumerate() {
+            if !line.starts_with(' ') {
+                section = line;
+                continue;
+            }
+            let entry = line.trim_start();
+            let is_entry = matches!(section, "Options:" | "Arguments:" | "Commands:")
+                && line.len() - entry.len() == 2;
+            if !is_entry {
+                continue;
+            }
+            // `  --name <NAME>  What it is.`: the description follows two spaces, or (for a
+            // long entry) on the next, further indented line.
+            let described = entry
+                .split_once("  ")
+                .is_some_and(|(_, d)| !d.trim().is_empty())
+                || lines
+                    .get(i + 1)
+                    .is_some_and(|n| n.len() - n.trim_start().len() > 2 && !n.trim().is_empty());
+            assert!(
+                described,
+                "keygate {cmd:?} --help: `{entry}` has no description:\n{help}"
+            );
+        }
+    }
+}
+
+/// `keys import --file`: a JSON Lines file, progress as plain lines when stderr is not a
+/// terminal, the report as JSON, and a second run that imports nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_import_from_a_file_is_safe_to_run_again() {
+    let h = Harness::start().await;
+    let digest = |i: u32| {
+        keygate::core::key::to_hex(&keygate::core::key::sha256(
+            format!("tk_live_from-file-{i:06}").as_bytes(),
+        ))
+    };
+    let mut lines: Vec<String> = (0..1_500)
+        .map(|i| {
+            serde_json::json!({"account": "filed", "scheme": "live", "sha256": digest(i)})
+                .to_string()
+        })
+        .collect();
+    lines.insert(5, r#"{"account": "filed", "scheme": "live"}"#.to_string());
+    let file = h.dir.path().join("keys.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let run = || cli(&h, &["keys", "import", "--file", file.to_str().unwrap()]);
+    let first = run();
+    let report = json(&first);
+    assert_eq!(
+        (&report["imported"], &report["skipped"]),
+        (&serde_json::json!(1_500), &serde_json::json!(0))
+    );
+    assert_eq!(report["refused"][0]["line"], 6);
+    assert!(
+        report["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("sha256")
+    );
+    let progress = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        progress.contains("import: 1501 of 1501 lines done"),
+        "{progress}"
+    );
+    wait_status(&h, "tk_live_from-file-000042", "/v1/x", 200).await;
+    let again = json(&run());
+    assert_eq!(
+        (&again["imported"], &again["skipped"]),
+        (&serde_json::json!(0), &serde_json::json!(1_500))
+    );
+    // One option or the other: a file and a digest together are refused by the parser.
+    let both = cli(
+        &h,
+        &["keys", "import", "--file", "x", "--sha256", &digest(1)],
+    );
+    assert_eq!(both.status.code(), Some(2));
+}
+
+/// `keys update --disable/--enable/--meta/--clear meta`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_is_disabled_enabled_and_given_metadata_from_the_cli() {
+    let h = Harness::start().await;
+    let created = json(&cli(
+        &h,
+        &[
+            "keys",
+            "create",
+            "--account",
+            "acme",
+            "--scheme",
+            "live",
+            "--meta",
+            "tier=gold",
+        ],
+    ));
+    let (id, key) = (
+        created["id"].as_str().unwrap(),
+        created["key"].as_str().unwrap(),
+    );
+    wait_status(&h, key, "/v1/x", 200).await;
+    let v = json(&cli(&h, &["keys", "update", id, "--disable"]));
+    assert_eq!(v["enabled"], false);
+    assert_eq!(v["meta"], serde_json::json!({"tier": "gold"}));
+    wait_status(&h, key, "/v1/x", 401).await;
+    let v = json(&cli(
+        &h,
+        &["keys", "update", id, "--enable", "--clear", "meta"],
+    ));
+    assert_eq!(v["enabled"], true);
+    assert!(v.get("meta").is_none(), "{v}");
+    wait_status(&h, key, "/v1/x", 200).await;
+    let bad = cli(&h, &["keys", "update", id, "--meta", "Bad Key=x"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let both = cli(&h, &["keys", "update", id, "--enable", "--disable"]);
+    assert_eq!(both.status.code(), Some(2));
+}

@@ -227,6 +227,7 @@ struct KeySpec {
     scopes: Option<Vec<usize>>,
     expiry: Expiry,
     revoked: bool,
+    disabled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -299,13 +300,16 @@ fn key_spec() -> impl Strategy<Value = KeySpec> {
         0..ACCOUNTS.len(),
         prop::option::weighted(0.4, prop::collection::vec(0..SCOPES.len(), 0..4)),
         expiry(),
-        prop::bool::weighted(0.1),
+        // Revoked or disabled one time in ten, as revoked alone was: allows stay common.
+        prop::bool::weighted(0.08),
+        prop::bool::weighted(0.02),
     )
-        .prop_map(|(account, scopes, expiry, revoked)| KeySpec {
+        .prop_map(|(account, scopes, expiry, revoked, disabled)| KeySpec {
             account,
             scopes,
             expiry,
             revoked,
+            disabled,
         })
 }
 
@@ -577,6 +581,8 @@ fn build_records(spec: &TableSpec) -> (Vec<KeyRecord>, Vec<Account>) {
                 rate_limits: None,
                 credits: None,
                 credits_version: 0,
+                enabled: !k.disabled,
+                meta: None,
                 version: 1,
             }
         })
@@ -820,7 +826,7 @@ fn expected(table: &TableSpec, req: &ReqSpec, headers: &[(String, Vec<u8>)]) -> 
         return Expected::Unauthorized;
     };
     let expired = matches!(spec.expiry, Expiry::Past | Expiry::Now);
-    if spec.revoked || expired {
+    if spec.revoked || expired || spec.disabled {
         return Expected::Unauthorized;
     }
     // A valid key from here on: refusals are 403, or 400 for a malformed path.

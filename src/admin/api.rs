@@ -30,7 +30,8 @@ const MAX_BODY: usize = 64 * 1024;
 pub struct Admin {
     pub manager: Manager,
     token_digest: [u8; 32],
-    label: String,
+    /// Who management events name as their actor.
+    pub(super) label: String,
     throttle: Throttle,
 }
 
@@ -93,6 +94,14 @@ pub fn router(admin: Arc<Admin>) -> Router {
             "/api/accounts/{id}/usage",
             get(usage).fallback(allow("GET")),
         )
+        .route(
+            "/api/keys/import",
+            post(super::bulk::import).fallback(allow("POST")),
+        )
+        .route(
+            "/api/keys/leaked",
+            post(super::bulk::leaked).fallback(allow("POST")),
+        )
         .route("/api/audit", get(audit).fallback(allow("GET")))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -101,7 +110,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .with_state(admin)
 }
 
-type Ok<T> = Result<T, ApiError>;
+pub(super) type Ok<T> = Result<T, ApiError>;
 
 async fn create_key(State(a): State<Arc<Admin>>, JsonBody(c): JsonBody<CreateKey>) -> Ok<Response> {
     let created = a.manager.create_key(&a.label, c).await?;
@@ -220,7 +229,7 @@ async fn token(State(a): State<Arc<Admin>>, req: Request, next: Next) -> Respons
 }
 
 /// The answer to a method an endpoint does not take: 405 with the methods it does.
-fn allow(methods: &'static str) -> impl Fn() -> std::future::Ready<Response> + Clone {
+pub(super) fn allow(methods: &'static str) -> impl Fn() -> std::future::Ready<Response> + Clone {
     move || {
         let mut r = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -242,7 +251,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: &str) -> ApiError {
+    pub(super) fn new(status: StatusCode, code: &str, message: &str) -> ApiError {
         ApiError {
             status,
             body: json!({"error": code, "message": message}),
@@ -326,6 +335,19 @@ impl<S: Send + Sync> FromRequestParts<S> for AccountFilter {
     }
 }
 
+/// A request's body of at most `limit` bytes.
+pub(super) async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bad_request",
+                "body too large or unreadable",
+            )
+        })
+}
+
 /// A JSON object body of at most [`MAX_BODY`] bytes; an empty body is `{}`.
 struct JsonBody<T>(T);
 
@@ -333,15 +355,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<JsonBody<T>, ApiError> {
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "bad_request",
-                    "body too large or unreadable",
-                )
-            })?;
+        let bytes = read_body(req, MAX_BODY).await?;
         let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
         // Structs also deserialize from arrays; the API takes objects only.
         if !bytes.trim_ascii_start().starts_with(b"{") {

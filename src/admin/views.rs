@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::core::key::{Account, KeyRecord};
 use crate::core::limit::{Credits, RateLimit};
-use crate::store::state::{AuditEvent, DAY};
+use crate::core::meta::Meta;
+use crate::store::state::{AuditEvent, DAY, KeyDays};
 
 /// RFC 3339 in UTC, to the second.
 pub fn rfc3339(t: i64) -> String {
@@ -62,6 +63,9 @@ pub struct KeyView {
     pub rate_limits: Option<Vec<RateLimit>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credits: Option<Credits>,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
 }
 
 impl From<&KeyRecord> for KeyView {
@@ -81,6 +85,8 @@ impl From<&KeyRecord> for KeyView {
             replaced_by: k.replaced_by.clone(),
             rate_limits: k.rate_limits.clone(),
             credits: k.credits.clone(),
+            enabled: k.enabled,
+            meta: k.meta.clone(),
         }
     }
 }
@@ -118,7 +124,8 @@ impl From<&Account> for AccountView {
     }
 }
 
-/// `GET /api/accounts/{id}/usage`: allowed requests per key and per UTC day.
+/// `GET /api/accounts/{id}/usage`: allowed requests per key and per UTC day, and refused
+/// ones of each key by reason.
 #[derive(Debug, Serialize)]
 pub struct UsageView {
     pub account: String,
@@ -132,23 +139,42 @@ pub struct KeyUsage {
     pub name: Option<String>,
     pub prefix: String,
     pub last_used_at: Option<String>,
+    /// Allowed requests in all.
     pub total: u64,
     /// `YYYY-MM-DD` → allowed requests that UTC day.
     pub days: BTreeMap<String, u64>,
+    /// Reason → refused requests in all.
+    pub denied: BTreeMap<String, u64>,
+    /// `YYYY-MM-DD` → reason → refused requests that UTC day.
+    pub denied_days: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+fn date(day: i64) -> String {
+    rfc3339(day * DAY)[..10].to_string()
 }
 
 impl KeyUsage {
-    pub fn new(k: &KeyRecord, per_day: Option<&BTreeMap<i64, u64>>) -> KeyUsage {
+    pub fn new(k: &KeyRecord, usage: Option<&KeyDays>) -> KeyUsage {
+        let empty = KeyDays::default();
+        let u = usage.unwrap_or(&empty);
+        let mut denied = BTreeMap::new();
+        for reasons in u.denied.values() {
+            for (r, n) in reasons {
+                *denied.entry(r.clone()).or_default() += n;
+            }
+        }
         KeyUsage {
             id: k.id.clone(),
             name: k.name.clone(),
             prefix: k.prefix.clone(),
             last_used_at: k.last_used_at.map(rfc3339),
-            total: per_day.map_or(0, |d| d.values().sum()),
-            days: per_day
-                .into_iter()
-                .flatten()
-                .map(|(d, n)| (rfc3339(d * DAY)[..10].to_string(), *n))
+            total: u.allowed.values().sum(),
+            days: u.allowed.iter().map(|(d, n)| (date(*d), *n)).collect(),
+            denied,
+            denied_days: u
+                .denied
+                .iter()
+                .map(|(d, r)| (date(*d), r.clone()))
                 .collect(),
         }
     }

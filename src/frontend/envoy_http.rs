@@ -1,14 +1,15 @@
 //! `/ext_authz/<original path>`: Envoy's HTTP-mode ext_authz (`path_prefix: /ext_authz`). The
 //! original method is the request's; the host is `Host`. An allow answers 200 with the
 //! identity headers and `x-envoy-auth-headers-to-remove` naming the credential headers and
-//! the identity headers this key does not set; a denial answers with its status, JSON body
+//! the identity headers this key does not set (and client-sent headers under the metadata
+//! prefix, with the key's metadata set); a denial answers with its status, JSON body
 //! and `WWW-Authenticate`, which Envoy passes to the client.
 
 use std::sync::Arc;
 
 use http::Response;
 
-use super::http::{Body, HttpHeaders, allowed, denied, str_header};
+use super::http::{Body, HttpHeaders, allowed, denied, spoofed, str_header};
 use crate::core::request::Request;
 use crate::metrics::Frontend;
 use crate::service::Authorizer;
@@ -35,7 +36,7 @@ pub async fn check<B>(auth: &Arc<Authorizer>, req: &http::Request<B>) -> Respons
         headers: &headers,
     };
     match auth.check(&r, Frontend::EnvoyHttp).await {
-        Ok(a) => allowed(auth, &a, true),
+        Ok(a) => allowed(auth, &a, true, &spoofed(auth, &a, req.headers())),
         Err(d) => denied(&d),
     }
 }

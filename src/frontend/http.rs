@@ -12,6 +12,7 @@ use http_body_util::Full;
 
 use super::credential_headers;
 use crate::core::decide::{Allow, Denial};
+use crate::core::meta;
 use crate::core::policy::IdentityHeaders;
 use crate::core::request;
 use crate::core::scheme::Scheme;
@@ -59,8 +60,27 @@ pub(super) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-/// An allow: 200 with the identity headers; for Envoy also the headers it must remove.
-pub(super) fn allowed(auth: &Authorizer, a: &Allow, envoy: bool) -> Response<Body> {
+/// The request's headers under the metadata prefix that an allow of `a` does not set.
+pub(super) fn spoofed<'r>(auth: &Authorizer, a: &Allow, req: &'r http::HeaderMap) -> Vec<&'r [u8]> {
+    let cur = auth.current();
+    match cur.settings.policy.identity.meta_prefix.as_deref() {
+        Some(prefix) => meta::spoofed(
+            req.keys().map(|k| k.as_str().as_bytes()),
+            prefix,
+            a.key.meta(),
+        ),
+        None => Vec::new(),
+    }
+}
+
+/// An allow: 200 with the identity and metadata headers; for Envoy also the headers it must
+/// remove (`spoofed`: client-sent ones under the metadata prefix).
+pub(super) fn allowed(
+    auth: &Authorizer,
+    a: &Allow,
+    envoy: bool,
+    spoofed: &[&[u8]],
+) -> Response<Body> {
     let cur = auth.current();
     let names = &cur.allow_headers;
     let mut r = Response::new(Full::new(Bytes::new()));
@@ -77,8 +97,32 @@ pub(super) fn allowed(auth: &Authorizer, a: &Allow, envoy: bool) -> Response<Bod
             h.insert(names.names[i].clone(), v);
         }
     }
+    let prefix = cur.settings.policy.identity.meta_prefix.as_deref();
+    if let (Some(prefix), Some(m)) = (prefix, a.key.meta()) {
+        for (k, v) in m {
+            // Entries are checked at write time to be valid header names and values.
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::try_from(meta::header_name(prefix, k)),
+                HeaderValue::from_str(v),
+            ) {
+                h.insert(k, v);
+            }
+        }
+    }
     if envoy {
-        h.insert(ENVOY_REMOVE.clone(), names.envoy_remove[mask].clone());
+        let remove = names.envoy_remove[mask].clone();
+        let remove = match spoofed {
+            [] => remove,
+            more => {
+                let mut list = remove.as_bytes().to_vec();
+                for n in more {
+                    list.push(b',');
+                    list.extend_from_slice(n);
+                }
+                HeaderValue::from_bytes(&list).unwrap_or(remove)
+            }
+        };
+        h.insert(ENVOY_REMOVE.clone(), remove);
     }
     if let Some(l) = &a.limit {
         put_fields(h, l.headers(false));

@@ -96,6 +96,7 @@ async fn core_scenario(api: &Api) -> Outcome {
         [
             "account",
             "createdAt",
+            "enabled",
             "expiresAt",
             "id",
             "lastUsedAt",
@@ -220,7 +221,7 @@ async fn core_scenario(api: &Api) -> Outcome {
     for _ in 0..N {
         assert_eq!(api.auth(&m_key, "/v1/account/usage").await, 200);
     }
-    // Denials do not count.
+    // Denials do not count as use; the report counts them by reason.
     for _ in 0..3 {
         assert_eq!(api.auth(&m_key, "/v1/tokens").await, 403);
     }
@@ -232,7 +233,9 @@ async fn core_scenario(api: &Api) -> Outcome {
         let uri = "/api/accounts/metered/usage";
         async move {
             let r = api.call("GET", uri, None).await;
-            r.status == 200 && r.json()["keys"][0]["total"] == want
+            r.status == 200
+                && r.json()["keys"][0]["total"] == want
+                && r.json()["keys"][0]["denied"] == json!({"scope": 3})
         }
     };
     wait_until("usage of the burst", Duration::from_secs(15), || {
@@ -248,8 +251,24 @@ async fn core_scenario(api: &Api) -> Outcome {
     assert_eq!(usage["keys"].as_array().unwrap().len(), 1);
     assert_eq!(
         keys_of(u),
-        ["days", "id", "lastUsedAt", "name", "prefix", "total"]
+        [
+            "days",
+            "denied",
+            "deniedDays",
+            "id",
+            "lastUsedAt",
+            "name",
+            "prefix",
+            "total"
+        ]
     );
+    let refused = u["deniedDays"].as_object().unwrap();
+    assert!(
+        refused.keys().all(|d| *d == day_before || *d == day_after),
+        "{usage}"
+    );
+    let scope: u64 = refused.values().map(|r| r["scope"].as_u64().unwrap()).sum();
+    assert_eq!(scope, 3, "{usage}");
     assert_eq!(u["id"], m_id.as_str());
     assert_eq!(u["prefix"], format!("tk_live_{m_id}"));
     assert!((time(&u["lastUsedAt"]) - unix_now()).abs() <= 60);

@@ -1,5 +1,6 @@
 //! `PATCH /api/keys/{id}`: fields changed in place and in force at once, `null` clearing,
-//! the errors, and the audit trail; on both stores.
+//! disabling and enabling, metadata, the errors, the audit trail with what changed, and the
+//! usage report's refusals by reason; on both stores.
 
 use serde_json::{Value, json};
 
@@ -63,6 +64,26 @@ async fn update_scenario(api: &Api) {
     let credits = json!({"remaining": 10, "refill": {"amount": 10, "interval": "daily"}});
     let v = patch(api, id, json!({"credits": credits}), 200).await;
     assert_eq!(v["credits"], credits);
+    assert_eq!(v["enabled"], true);
+
+    // Disabled: 401 until enabled again (`null` is enabled); unlike a revocation, reversible.
+    let v = patch(api, id, json!({"enabled": false}), 200).await;
+    assert_eq!(v["enabled"], false);
+    api.wait_auth(key, "/v1/x", 401).await;
+    patch(api, id, json!({"enabled": null}), 200).await;
+    api.wait_auth(key, "/v1/x", 200).await;
+
+    // Metadata: set, shown, replaced whole; bad entries name the field.
+    let v = patch(
+        api,
+        id,
+        json!({"meta": {"tier": "gold", "org": "Acme, Inc."}}),
+        200,
+    )
+    .await;
+    assert_eq!(v["meta"], json!({"org": "Acme, Inc.", "tier": "gold"}));
+    let v = patch(api, id, json!({"meta": null}), 200).await;
+    assert!(v.get("meta").is_none(), "{v}");
 
     let uri = format!("/api/keys/{id}");
     for (bad, field) in [
@@ -80,6 +101,9 @@ async fn update_scenario(api: &Api) {
         ),
         (json!({"expiresAt": "2001-01-01T00:00:00Z"}), "expiresAt"),
         (json!({"enabled": "sometimes"}), "enabled"),
+        (json!({"meta": {"Tier": "gold"}}), "meta"),
+        (json!({"meta": {"tier": "a\nb"}}), "meta"),
+        (json!({"meta": {"tier": 5}}), "meta"),
     ] {
         let msg = api
             .err("PATCH", &uri, Some(&bad.to_string()), 400, "bad_request")
@@ -99,13 +123,32 @@ async fn update_scenario(api: &Api) {
         .await;
 
     let audit = api.ok("GET", "/api/audit?account=patchy", None, 200).await;
-    let updates = audit["events"]
+    let updates: Vec<&Value> = audit["events"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["action"] == "key.updated")
-        .count();
-    assert_eq!(updates, 4, "one event per accepted update: {audit}");
+        .collect();
+    assert_eq!(updates.len(), 8, "one event per accepted update: {audit}");
+    // Each says what it changed.
+    assert_eq!(updates[4]["detail"], json!({"changed": {"enabled": false}}));
+    assert_eq!(updates[0]["detail"], json!({"changed": {"rateLimits": []}}));
+
+    // The usage report counts the refusals of this known key by reason: the 429 of the
+    // hourly limit and the 401s while it was disabled.
+    let usage = "/api/accounts/patchy/usage";
+    crate::common::wait_until(
+        "refusals in the usage report",
+        std::time::Duration::from_secs(10),
+        || async {
+            let u = api.ok("GET", usage, None, 200).await;
+            let k = &u["keys"][0];
+            k["denied"]["rate_limited"] == 1
+                && k["denied"]["disabled"].as_u64() >= Some(1)
+                && k["deniedDays"].as_object().is_some_and(|d| d.len() == 1)
+        },
+    )
+    .await;
     api.assert_no_key_leaked();
 }
 

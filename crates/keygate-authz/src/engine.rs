@@ -299,8 +299,13 @@ impl Engine {
             // Only reachable if the key was replaced by one with another hash mid-request.
             Outcome::NeedsVerify { .. } => Err(unknown()),
         };
-        if let Ok(a) = &decision {
-            self.usage.add(a.key.id(), now);
+        match &decision {
+            Ok(a) => self.usage.add(a.key.id(), now),
+            Err(d) => {
+                if let Some(k) = &d.key {
+                    self.usage.deny(k.id(), d.reason, now);
+                }
+            }
         }
         let reason = decision.as_ref().err().map(|d| d.reason);
         self.observer
@@ -379,22 +384,12 @@ impl Engine {
 
 fn refusal(a: &Allow, reason: Reason, limit: Option<LimitState>) -> Denial {
     Denial {
-        reason,
-        bearer: a.bearer,
-        presented: true,
-        scope: None,
-        account_status: None,
         limit,
+        key: Some(a.key.clone()),
+        ..Denial::new(reason, a.bearer)
     }
 }
 
 fn unknown() -> Denial {
-    Denial {
-        reason: Reason::Unknown,
-        bearer: false,
-        presented: true,
-        scope: None,
-        account_status: None,
-        limit: None,
-    }
+    Denial::new(Reason::Unknown, false)
 }

@@ -21,6 +21,9 @@ pub struct RawIdentityHeaders {
     pub scopes: String,
     /// Carries the account's plan (absent without one).
     pub plan: String,
+    /// Each entry of a key's `meta` goes upstream as `<meta_prefix><key>`, and a client-sent
+    /// header under this prefix never does. Unset: metadata is not forwarded.
+    pub meta_prefix: Option<String>,
 }
 
 impl Default for RawIdentityHeaders {
@@ -31,6 +34,7 @@ impl Default for RawIdentityHeaders {
             account: d.account,
             scopes: d.scopes,
             plan: d.plan,
+            meta_prefix: None,
         }
     }
 }
@@ -41,6 +45,10 @@ pub fn compile(raw: &RawIdentityHeaders, schemes: &[Scheme], p: &mut Problems) -
         account: header_name("identity_headers.account", &raw.account, p),
         scopes: header_name("identity_headers.scopes", &raw.scopes, p),
         plan: header_name("identity_headers.plan", &raw.plan, p),
+        meta_prefix: raw
+            .meta_prefix
+            .as_ref()
+            .map(|m| header_name("identity_headers.meta_prefix", m, p)),
     };
     let mut seen = HashSet::new();
     for (n, field) in identity
@@ -55,6 +63,18 @@ pub fn compile(raw: &RawIdentityHeaders, schemes: &[Scheme], p: &mut Problems) -
             p.push(
                 format!("identity_headers.{field}"),
                 "must not be a credential header or Host",
+            );
+        }
+    }
+    if let Some(m) = &identity.meta_prefix {
+        let under = |n: &str| keygate_core::meta::is_reserved(n, m);
+        if identity.all().iter().any(|n| under(n))
+            || schemes.iter().any(|s| under(&s.header))
+            || under("host")
+        {
+            p.push(
+                "identity_headers.meta_prefix",
+                "must not be the start of an identity, credential or Host header",
             );
         }
     }
@@ -73,6 +93,7 @@ mod tests {
             account: "x-key".into(),
             scopes: "Host".into(),
             plan: "bad name".into(),
+            meta_prefix: Some("x-k".into()),
         };
         let h = compile(&raw, &[], &mut p);
         assert_eq!(h.key_id, "x-key");
@@ -81,7 +102,8 @@ mod tests {
             [
                 "identity_headers.plan",
                 "identity_headers.account",
-                "identity_headers.scopes"
+                "identity_headers.scopes",
+                "identity_headers.meta_prefix"
             ]
         );
     }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use keygate_core::scheme::{HashKind, Scheme};
+use keygate_core::scheme::{Alphabet, HashKind, KeyFormat, Scheme};
 use serde::Deserialize;
 
 use super::Problems;
@@ -27,6 +27,36 @@ pub struct RawScheme {
     /// sha256 only: longest accepted part after the prefix.
     #[serde(default)]
     pub max_length: Option<usize>,
+    /// The shape of generated keys, which presented keys must then have exactly; without it,
+    /// `<prefix><id>_<32 base62>`, and a sha256 scheme accepts any key within its lengths.
+    #[serde(default)]
+    pub format: Option<RawFormat>,
+    /// `crc32`: keys end with six base62 characters of the CRC-32 of the rest, checked
+    /// before any lookup.
+    #[serde(default)]
+    pub checksum: Option<String>,
+}
+
+/// `schemes[].format` as written.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(default)]
+pub struct RawFormat {
+    /// Keys carry a public id (`<prefix><id>_<secret>`); `false` only for sha256 schemes.
+    pub id: bool,
+    /// `base62` or `hex` (lowercase).
+    pub alphabet: String,
+    /// Characters of the secret: at least 128 bits' worth (22 base62, 32 hex), at most 128.
+    pub length: usize,
+}
+
+impl Default for RawFormat {
+    fn default() -> Self {
+        RawFormat {
+            id: true,
+            alphabet: "base62".into(),
+            length: keygate_core::scheme::SECRET_LEN,
+        }
+    }
 }
 
 /// `schemes[].argon2` as written.
@@ -110,16 +140,64 @@ pub fn compile(raw: &[RawScheme], p: &mut Problems) -> Vec<Scheme> {
         prefixes.push((header.clone(), s.key_prefix.clone()));
         let hash = hash_kind(s, &f, p);
         let (min, max) = lengths(s, &hash, &f, p);
-        schemes.push(Scheme::new(
-            s.name.clone(),
-            header,
-            s.key_prefix.clone(),
-            hash,
-            min,
-            max,
-        ));
+        let mut scheme = Scheme::new(s.name.clone(), header, s.key_prefix.clone(), hash, min, max);
+        if let Some(raw) = &s.format {
+            scheme = scheme.with_format(format(raw, s, &hash, &f, p));
+        }
+        match s.checksum.as_deref() {
+            None => {}
+            Some("crc32") => scheme = scheme.with_checksum(),
+            Some(other) => p.push(
+                f("checksum"),
+                format!("unknown checksum `{other}` (expected crc32)"),
+            ),
+        }
+        schemes.push(scheme);
     }
     schemes
+}
+
+fn format(
+    raw: &RawFormat,
+    s: &RawScheme,
+    hash: &HashKind,
+    f: &dyn Fn(&str) -> String,
+    p: &mut Problems,
+) -> KeyFormat {
+    let alphabet = match raw.alphabet.as_str() {
+        "base62" => Alphabet::Base62,
+        "hex" => Alphabet::Hex,
+        other => {
+            p.push(
+                f("format.alphabet"),
+                format!("unknown alphabet `{other}` (expected base62 or hex)"),
+            );
+            Alphabet::Base62
+        }
+    };
+    if !raw.id && matches!(hash, HashKind::Argon2id { .. }) {
+        p.push(
+            f("format.id"),
+            "argon2id keys carry their id: only sha256 schemes may leave it out",
+        );
+    }
+    if (raw.length as f64) * alphabet.bits() < 128.0 || raw.length > 128 {
+        p.push(
+            f("format.length"),
+            "the secret needs at least 128 bits (22 base62 or 32 hex characters) and at most 128 characters",
+        );
+    }
+    if s.min_length.is_some() || s.max_length.is_some() {
+        p.push(
+            f("format"),
+            "a format fixes the shape: leave out min_length and max_length",
+        );
+    }
+    KeyFormat {
+        id: raw.id,
+        alphabet,
+        length: raw.length,
+    }
 }
 
 fn hash_kind(s: &RawScheme, f: &dyn Fn(&str) -> String, p: &mut Problems) -> HashKind {
@@ -186,6 +264,8 @@ mod tests {
             argon2: None,
             min_length: None,
             max_length: None,
+            format: None,
+            checksum: None,
         }
     }
 
@@ -212,5 +292,59 @@ mod tests {
         );
         compile(&[], &mut p);
         assert_eq!(p.fields().last(), Some(&"schemes"));
+    }
+
+    #[test]
+    fn formats_and_checksums_are_checked() {
+        let fmt = |id, alphabet: &str, length| RawFormat {
+            id,
+            alphabet: alphabet.into(),
+            length,
+        };
+        let mut live = scheme("live", "authorization", "tk_live_", "sha256");
+        live.format = Some(fmt(false, "hex", 48));
+        live.checksum = Some("crc32".into());
+        let mut p = Problems::default();
+        let s = compile(&[live], &mut p);
+        assert!(p.fields().is_empty(), "{:?}", p.fields());
+        assert!(s[0].strict && s[0].checksum && !s[0].format.id);
+        assert_eq!(s[0].format.alphabet, Alphabet::Hex);
+
+        let mut bad = Vec::new();
+        for (i, (id, alphabet, length, hash)) in [
+            (false, "hex", 48, "argon2id"),
+            (true, "base64", 32, "sha256"),
+            (true, "hex", 31, "sha256"),
+            (true, "base62", 21, "sha256"),
+            (true, "base62", 129, "sha256"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut s = scheme(&format!("s{i}"), "x-api-key", &format!("p{i}_"), hash);
+            s.format = Some(fmt(id, alphabet, length));
+            bad.push(s);
+        }
+        let mut s = scheme("s5", "x-api-key", "p5_", "sha256");
+        s.checksum = Some("crc16".into());
+        bad.push(s);
+        let mut s = scheme("s6", "x-api-key", "p6_", "sha256");
+        s.format = Some(RawFormat::default());
+        s.max_length = Some(60);
+        bad.push(s);
+        let mut p = Problems::default();
+        compile(&bad, &mut p);
+        assert_eq!(
+            p.fields(),
+            [
+                "schemes[0].format.id",
+                "schemes[1].format.alphabet",
+                "schemes[2].format.length",
+                "schemes[3].format.length",
+                "schemes[4].format.length",
+                "schemes[5].checksum",
+                "schemes[6].format"
+            ]
+        );
     }
 }

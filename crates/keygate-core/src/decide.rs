@@ -14,7 +14,7 @@ use super::path::{PathError, Target};
 use super::request::{Headers, Request};
 use super::route::{Route, RouteTable};
 use super::scheme::Scheme;
-use super::table::{KeyEntry, KeyRef, Table};
+use super::table::{Found, KeyEntry, KeyRef, Table};
 
 /// An allowed request: who the caller is.
 #[derive(Debug, Clone)]
@@ -94,6 +94,7 @@ pub fn decide<'r, H: Headers + ?Sized>(
             scope: None,
             account_status: None,
             limit: None,
+            key: None,
         })
     };
     if !table.is_loaded() {
@@ -127,13 +128,22 @@ pub fn decide<'r, H: Headers + ?Sized>(
     let Some(entry) = entry.filter(|e| e.scheme() == p.scheme) else {
         return unknown();
     };
-    // Revoked and expired keys get the same 401 as unknown ones, so their secret need not be
-    // verified first (that would spend Argon2 on keys that cannot pass).
+    // Revoked, expired and disabled keys get the same 401 as unknown ones, so their secret
+    // need not be verified first (that would spend Argon2 on keys that cannot pass).
+    let known = |reason| {
+        Outcome::Deny(Denial {
+            key: Some(entry.handle()),
+            ..Denial::new(reason, p.bearer)
+        })
+    };
     if entry.revoked() {
-        return deny(Reason::Revoked, p.bearer, true);
+        return known(Reason::Revoked);
     }
     if entry.is_expired(now) {
-        return deny(Reason::Expired, p.bearer, true);
+        return known(Reason::Expired);
+    }
+    if entry.disabled() {
+        return known(Reason::Disabled);
     }
     if entry.is_argon2() {
         match check.cached(&entry, p.key) {
@@ -149,7 +159,10 @@ pub fn decide<'r, H: Headers + ?Sized>(
     }
     // Checked once the caller is known, so that an unauthenticated client learns nothing.
     if target.as_ref().err() == Some(&PathError::Malformed) {
-        return deny(Reason::BadPath, p.bearer, true);
+        return known(Reason::BadPath);
+    }
+    if req.headers.carries_reserved() {
+        return known(Reason::BadHeader);
     }
     let account = table.account(entry.account());
     let plan = account.and_then(|a| a.plan.clone());
@@ -157,12 +170,9 @@ pub fn decide<'r, H: Headers + ?Sized>(
         && (a.status != AccountStatus::Active || !a.api_access)
     {
         return Outcome::Deny(Denial {
-            reason: Reason::Account,
-            bearer: p.bearer,
-            presented: true,
-            scope: None,
             account_status: (a.status != AccountStatus::Active).then_some(a.status),
-            limit: None,
+            key: Some(entry.handle()),
+            ..Denial::new(Reason::Account, p.bearer)
         });
     }
     if let Err(d) = permits(route, &entry, &p) {
@@ -202,14 +212,11 @@ pub fn decide<'r, H: Headers + ?Sized>(
 }
 
 /// Whether `route` lets this key, presented with its scheme, through.
-fn permits(route: Option<&Route>, entry: &KeyEntry, p: &Presented<'_>) -> Result<(), Denial> {
+fn permits(route: Option<&Route>, entry: &Found<'_>, p: &Presented<'_>) -> Result<(), Denial> {
     let deny = |reason, scope| Denial {
-        reason,
-        bearer: p.bearer,
-        presented: true,
         scope,
-        account_status: None,
-        limit: None,
+        key: Some(entry.handle()),
+        ..Denial::new(reason, p.bearer)
     };
     let Some(route) = route.filter(|r| r.schemes.contains(&p.scheme)) else {
         return Err(deny(Reason::NoRoute, None));

@@ -9,7 +9,8 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::limit::{Credits, RateLimit};
-use super::scheme::{HashKind, ID_LEN, SECRET_LEN, Scheme};
+use super::meta::Meta;
+use super::scheme::{Alphabet, CHECKSUM_LEN, HashKind, ID_LEN, Scheme, checksum};
 
 /// A stored key hash.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,17 +90,38 @@ pub fn random_base62(n: usize) -> Zeroizing<String> {
     out
 }
 
-/// Generates `<key_prefix><id>_<secret>` for a scheme.
+/// `n` lowercase hex characters from the OS CSPRNG.
+pub fn random_hex(n: usize) -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new(vec![0u8; n.div_ceil(2)]);
+    getrandom::fill(&mut bytes[..]).expect("the OS random number generator failed");
+    let mut out = Zeroizing::new(hex::encode(&*bytes));
+    out.truncate(n);
+    out
+}
+
+/// Generates a key of the scheme's format: `<key_prefix>[<id>_]<secret>[<checksum>]`. A
+/// format without an id still gives the record an id, which the key does not carry.
 pub fn generate(scheme: &Scheme) -> NewKey {
+    let f = &scheme.format;
     let id = random_base62(ID_LEN).to_string();
-    let secret = random_base62(SECRET_LEN);
+    let secret = match f.alphabet {
+        Alphabet::Base62 => random_base62(f.length),
+        Alphabet::Hex => random_hex(f.length),
+    };
     let mut key = Zeroizing::new(String::with_capacity(
-        scheme.key_prefix.len() + ID_LEN + 1 + SECRET_LEN,
+        scheme.key_prefix.len() + ID_LEN + 1 + f.length + CHECKSUM_LEN,
     ));
     key.push_str(&scheme.key_prefix);
-    key.push_str(&id);
-    key.push('_');
+    if f.id {
+        key.push_str(&id);
+        key.push('_');
+    }
     key.push_str(&secret);
+    if scheme.checksum {
+        let sum = checksum(key.as_bytes());
+        // Base62 digits: ASCII.
+        key.push_str(std::str::from_utf8(&sum).unwrap_or_default());
+    }
     NewKey { id, key }
 }
 
@@ -225,6 +247,13 @@ pub struct KeyRecord {
     /// over from the new value exactly once.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub credits_version: u64,
+    /// `false`: refused with 401 (reason `disabled`) until enabled again. Unlike revocation,
+    /// reversible.
+    #[serde(default = "enabled", skip_serializing_if = "is_enabled")]
+    pub enabled: bool,
+    /// Flat string map forwarded to the upstream (see [`crate::meta`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Meta>,
     /// Bumped on every change that can affect a decision.
     #[serde(default)]
     pub version: u64,
@@ -258,6 +287,8 @@ impl KeyRecord {
             rate_limits: None,
             credits: None,
             credits_version: 0,
+            enabled: true,
+            meta: None,
             version: 1,
         }
     }
@@ -270,6 +301,14 @@ impl KeyRecord {
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+fn enabled() -> bool {
+    true
+}
+
+fn is_enabled(v: &bool) -> bool {
+    *v
 }
 
 mod hex32 {
@@ -311,77 +350,4 @@ pub fn from_hex32(s: &str) -> Option<[u8; 32]> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scheme(hash: HashKind) -> Scheme {
-        Scheme::new("s".into(), "x-api-key".into(), "tk_".into(), hash, 16, 128)
-    }
-
-    #[test]
-    fn generated_keys_have_the_scheme_shape() {
-        let s = scheme(HashKind::Sha256);
-        let k = generate(&s);
-        assert_eq!(k.key.len(), 3 + ID_LEN + 1 + SECRET_LEN);
-        assert!(k.key.starts_with("tk_"));
-        assert_eq!(&k.key[3..3 + ID_LEN], k.id);
-        assert!(s.shape(k.key.as_bytes()).is_some());
-        let a = scheme(HashKind::Argon2id {
-            memory_kib: 8,
-            iterations: 1,
-            parallelism: 1,
-        });
-        assert_eq!(a.shape(k.key.as_bytes()), Some(k.id.as_bytes()));
-        assert_ne!(generate(&s).key.as_str(), k.key.as_str());
-    }
-
-    #[test]
-    fn base62_is_uniform_enough() {
-        let s = random_base62(62 * 200);
-        let mut counts = [0u32; 128];
-        for b in s.bytes() {
-            counts[b as usize] += 1;
-        }
-        for &c in BASE62 {
-            let n = counts[c as usize];
-            assert!((100..=320).contains(&n), "{} appeared {n} times", c as char);
-        }
-    }
-
-    #[test]
-    fn hashes_verify_only_their_key() {
-        for kind in [
-            HashKind::Sha256,
-            HashKind::Argon2id {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-        ] {
-            let s = scheme(kind);
-            let k = generate(&s);
-            let h = hash_key(&s, k.key.as_bytes()).unwrap();
-            assert!(verify(HashRef::of(&h), k.key.as_bytes()));
-            assert!(!verify(HashRef::of(&h), generate(&s).key.as_bytes()));
-            assert!(!format!("{h:?}").contains(&k.key[3..]));
-        }
-    }
-
-    #[test]
-    fn hash_json_round_trips() {
-        let h = KeyHash::Sha256(sha256(b"abc"));
-        let j = serde_json::to_string(&h).unwrap();
-        assert_eq!(
-            j,
-            r#"{"sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"}"#
-        );
-        assert_eq!(serde_json::from_str::<KeyHash>(&j).unwrap(), h);
-        assert!(from_hex32("zz").is_none());
-    }
-
-    #[test]
-    fn debug_redacts() {
-        let k = generate(&scheme(HashKind::Sha256));
-        assert!(!format!("{k:?}").contains(&k.key[3 + ID_LEN..]));
-    }
-}
+mod tests;

@@ -18,6 +18,7 @@
 //! - [`limit`]: rate limits and credits: definitions, window and refill arithmetic, the
 //!   `RateLimit` fields.
 //! - [`credits`]: a key's credit balance, its refills, leases taken from it and given back.
+//! - [`meta`]: a key's metadata for the upstream: its limits, the reserved header prefix.
 //! - [`route`]: compiled routes, first match wins.
 //! - [`policy`]: schemes, routes, plans and identity header names, as one value.
 //! - [`table`]: the immutable key table snapshot, built whole or derived from the last one.
@@ -30,6 +31,7 @@ pub mod credits;
 pub mod decide;
 pub mod key;
 pub mod limit;
+pub mod meta;
 pub mod outcome;
 pub mod path;
 pub mod policy;

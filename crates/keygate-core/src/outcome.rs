@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use super::key::AccountStatus;
 use super::limit::LimitState;
+use super::table::KeyRef;
 
 /// Why a request was refused; the `reason` label of metrics and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     Missing,
     Malformed,
@@ -26,10 +27,15 @@ pub enum Reason {
     RateLimited,
     /// Out of credits.
     Quota,
+    /// The key is disabled (until it is enabled again).
+    Disabled,
+    /// The request carries a header only keygate may set, which this data plane cannot
+    /// remove (nginx's `auth_request`).
+    BadHeader,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 14] = [
         Reason::Missing,
         Reason::Malformed,
         Reason::Unknown,
@@ -42,7 +48,14 @@ impl Reason {
         Reason::BadPath,
         Reason::RateLimited,
         Reason::Quota,
+        Reason::Disabled,
+        Reason::BadHeader,
     ];
+
+    /// The reason named `s` (as [`Reason::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,12 +71,14 @@ impl Reason {
             Reason::BadPath => "bad_path",
             Reason::RateLimited => "rate_limited",
             Reason::Quota => "quota",
+            Reason::Disabled => "disabled",
+            Reason::BadHeader => "bad_header",
         }
     }
 }
 
 /// A refusal, with what the response needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Denial {
     pub reason: Reason,
     /// Answer with a Bearer challenge: the client presented a Bearer token, or presented
@@ -77,7 +92,20 @@ pub struct Denial {
     pub account_status: Option<AccountStatus>,
     /// Rate limit and quota denials: the limit that refused.
     pub limit: Option<LimitState>,
+    /// The key refused, when the request presented a known one: usage counts denials of
+    /// known keys by reason. Not part of the answer, so not compared.
+    pub key: Option<KeyRef>,
 }
+
+impl PartialEq for Denial {
+    fn eq(&self, o: &Denial) -> bool {
+        (self.reason, self.bearer, self.presented) == (o.reason, o.bearer, o.presented)
+            && (&self.scope, self.account_status, &self.limit)
+                == (&o.scope, o.account_status, &o.limit)
+    }
+}
+
+impl Eq for Denial {}
 
 /// The generic message of every 401, so a client learns nothing about which keys exist.
 pub const UNAUTHORIZED_MESSAGE: &str = "Invalid or missing API key";
@@ -86,6 +114,8 @@ const UNAUTHORIZED_BODY: &str =
 const UNAVAILABLE_BODY: &str =
     r#"{"error":"unavailable","message":"The key table is not loaded yet"}"#;
 const BAD_PATH_BODY: &str = r#"{"error":"bad_request","message":"Malformed request path"}"#;
+const BAD_HEADER_BODY: &str =
+    r#"{"error":"bad_request","message":"Request carries a reserved header"}"#;
 const RATE_LIMITED_BODY: &str = r#"{"error":"rate_limited","message":"Rate limit exceeded"}"#;
 const QUOTA_BODY: &str = r#"{"error":"quota_exceeded","message":"Usage quota exhausted"}"#;
 
@@ -99,15 +129,29 @@ pub mod grpc_code {
 }
 
 impl Denial {
+    /// A refusal of a presented credential for `reason`, with nothing else to say.
+    pub fn new(reason: Reason, bearer: bool) -> Denial {
+        Denial {
+            reason,
+            bearer,
+            presented: true,
+            scope: None,
+            account_status: None,
+            limit: None,
+            key: None,
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self.reason {
             Reason::Missing
             | Reason::Malformed
             | Reason::Unknown
             | Reason::Revoked
-            | Reason::Expired => 401,
+            | Reason::Expired
+            | Reason::Disabled => 401,
             Reason::Account | Reason::Scope | Reason::NoRoute => 403,
-            Reason::BadPath => 400,
+            Reason::BadPath | Reason::BadHeader => 400,
             Reason::RateLimited | Reason::Quota => 429,
             Reason::NotReady => 503,
         }
@@ -150,6 +194,7 @@ impl Denial {
             Reason::NoRoute => Cow::Borrowed("No route allows this request"),
             Reason::NotReady => Cow::Borrowed("The key table is not loaded yet"),
             Reason::BadPath => Cow::Borrowed("Malformed request path"),
+            Reason::BadHeader => Cow::Borrowed("Request carries a reserved header"),
             Reason::RateLimited => Cow::Borrowed("Rate limit exceeded"),
             Reason::Quota => Cow::Borrowed("Usage quota exhausted"),
             _ => Cow::Borrowed(UNAUTHORIZED_MESSAGE),
@@ -159,6 +204,7 @@ impl Denial {
     /// The JSON body.
     pub fn body(&self) -> Cow<'static, str> {
         match self.status() {
+            400 if self.reason == Reason::BadHeader => Cow::Borrowed(BAD_HEADER_BODY),
             400 => Cow::Borrowed(BAD_PATH_BODY),
             401 => Cow::Borrowed(UNAUTHORIZED_BODY),
             429 if self.reason == Reason::Quota => Cow::Borrowed(QUOTA_BODY),

@@ -26,6 +26,8 @@ pub struct IdentityHeaders {
     pub account: String,
     pub scopes: String,
     pub plan: String,
+    /// A key's metadata goes upstream as `<meta_prefix><key>`; `None`: not forwarded.
+    pub meta_prefix: Option<String>,
 }
 
 impl IdentityHeaders {
@@ -42,6 +44,7 @@ impl Default for IdentityHeaders {
             account: "x-keygate-account".into(),
             scopes: "x-keygate-scopes".into(),
             plan: "x-keygate-plan".into(),
+            meta_prefix: None,
         }
     }
 }

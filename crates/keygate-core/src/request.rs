@@ -13,6 +13,13 @@ pub enum HeaderValue<'a> {
 /// never copies headers.
 pub trait Headers {
     fn get(&self, lowercase_name: &str) -> HeaderValue<'_>;
+
+    /// Whether the request carries a header that only keygate may set (under the metadata
+    /// prefix) and that this data plane cannot remove before the upstream sees it: such a
+    /// request is refused, once its caller is known. Data planes that remove them say `false`.
+    fn carries_reserved(&self) -> bool {
+        false
+    }
 }
 
 impl Headers for std::collections::HashMap<String, String> {

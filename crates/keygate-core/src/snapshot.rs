@@ -6,10 +6,12 @@
 //! A record: `u16` length of the rest, format byte, flags, `u64` version, then the id, account
 //! and scheme (each a `u16` length and bytes), the expiry and revocation times (`i64`) when
 //! set, the scopes (`u16` count, then each), the hash (32 bytes, or an Argon2 PHC string), and
-//! the limits and credits as JSON when set. Integers are little-endian.
+//! the limits, credits and metadata as JSON when set. Integers are little-endian. A flag
+//! marks a disabled key. Records written before a flag existed read as without it.
 
 use crate::key::{HashRef, KeyHash, KeyRecord, sha256};
 use crate::limit::{Credits, RateLimit};
+use crate::meta::Meta;
 
 /// Buckets of a snapshot: a million keys make 15 a bucket, ten million 150.
 pub const BUCKETS: u32 = 65_536;
@@ -21,6 +23,8 @@ const SCOPES: u8 = 4;
 const ARGON2: u8 = 8;
 const LIMITS: u8 = 16;
 const CREDITS: u8 = 32;
+const DISABLED: u8 = 64;
+const META: u8 = 128;
 
 /// The bucket of a key id; the same in every process and version (a snapshot outlives both).
 pub fn bucket_of(id: &str) -> u32 {
@@ -50,6 +54,11 @@ pub fn encode(rec: &KeyRecord, out: &mut Vec<u8>) {
         .credits
         .as_ref()
         .map(|c| serde_json::to_vec(c).unwrap_or_default());
+    let meta = rec
+        .meta
+        .as_ref()
+        .filter(|m| !m.is_empty())
+        .map(|m| serde_json::to_vec(m).unwrap_or_default());
     let flag = |on: bool, f: u8| if on { f } else { 0 };
     out.push(
         flag(rec.revoked_at.is_some(), REVOKED)
@@ -57,7 +66,9 @@ pub fn encode(rec: &KeyRecord, out: &mut Vec<u8>) {
             | flag(rec.scopes.is_some(), SCOPES)
             | flag(matches!(rec.hash, KeyHash::Argon2id(_)), ARGON2)
             | flag(limits.is_some(), LIMITS)
-            | flag(credits.is_some(), CREDITS),
+            | flag(credits.is_some(), CREDITS)
+            | flag(!rec.enabled, DISABLED)
+            | flag(meta.is_some(), META),
     );
     out.extend_from_slice(&rec.version.to_le_bytes());
     put_str(out, rec.id.as_bytes());
@@ -81,6 +92,9 @@ pub fn encode(rec: &KeyRecord, out: &mut Vec<u8>) {
     }
     if rec.credits.is_some() {
         out.extend_from_slice(&rec.credits_version.to_le_bytes());
+    }
+    if let Some(m) = &meta {
+        put_str(out, m);
     }
     let len = u16::try_from(out.len() - start - 2).unwrap_or(u16::MAX);
     out[start..start + 2].copy_from_slice(&len.to_le_bytes());
@@ -131,6 +145,8 @@ pub struct View<'a> {
     pub version: u64,
     pub rate_limits: Option<Vec<RateLimit>>,
     pub credits: Option<(Credits, u64)>,
+    pub disabled: bool,
+    pub meta: Option<Meta>,
 }
 
 impl View<'_> {
@@ -159,6 +175,8 @@ impl View<'_> {
             rate_limits: self.rate_limits.clone(),
             credits: self.credits.as_ref().map(|c| c.0.clone()),
             credits_version: self.credits.as_ref().map_or(0, |c| c.1),
+            enabled: !self.disabled,
+            meta: self.meta.clone(),
             version: self.version,
         }
     }
@@ -206,6 +224,10 @@ fn decode_one<'a>(r: &mut Reader<'a>) -> Result<View<'a>, SnapshotError> {
             Some((c, r.u64()?))
         }
     };
+    let meta = match flags & META {
+        0 => None,
+        _ => Some(serde_json::from_slice(r.bytes()?).map_err(|_| SnapshotError("has bad meta"))?),
+    };
     Ok(View {
         id,
         account,
@@ -217,6 +239,8 @@ fn decode_one<'a>(r: &mut Reader<'a>) -> Result<View<'a>, SnapshotError> {
         version,
         rate_limits,
         credits,
+        disabled: flags & DISABLED != 0,
+        meta,
     })
 }
 

@@ -16,6 +16,8 @@ pub struct Wire {
     pub identity: [String; 4],
     /// Every scheme's credential header, once.
     pub credentials: Vec<String>,
+    /// `identity_headers.meta_prefix`: a key's metadata goes upstream under it.
+    pub meta_prefix: Option<String>,
 }
 
 pub struct FilterConfig {
@@ -59,6 +61,7 @@ impl FilterConfig {
             credentials: keygate_core::credential::headers(&p.schemes)
                 .map(String::from)
                 .collect(),
+            meta_prefix: p.identity.meta_prefix.clone(),
         };
         log(
             abi::LOG_INFO,

@@ -23,10 +23,9 @@ use keygate_authz::{Decision, Frontend, Pending, Step};
 use keygate_core::decide::{Allow, Denial};
 use keygate_core::request::{HeaderValue, Headers, Request};
 
-use crate::abi::{
-    self, FilterEnvoyPtr, ModuleBuffer, ModuleHttpHeader, ModuleKeyValue, SchedulerPtr,
-};
+use crate::abi::{self, FilterEnvoyPtr, ModuleBuffer, ModuleKeyValue, SchedulerPtr};
 use crate::config::FilterConfig;
+use crate::reply::deny;
 
 /// The namespace of the identity in dynamic metadata.
 const METADATA_NAMESPACE: &[u8] = b"keygate";
@@ -321,19 +320,33 @@ impl Filter {
         for name in wire.credentials.iter().filter(|n| headers.has(n)) {
             write(name, None, true);
         }
+        let meta = a.key.meta();
+        let mut meta_fields = Vec::new();
+        if let Some(prefix) = wire.meta_prefix.as_deref() {
+            let names = headers.entries().map(|(k, _)| k);
+            for n in keygate_core::meta::spoofed(names, prefix, meta) {
+                if let Ok(n) = std::str::from_utf8(n) {
+                    write(n, None, true);
+                }
+            }
+            for (k, v) in meta.into_iter().flatten() {
+                let name = keygate_core::meta::header_name(prefix, k);
+                write(&name, Some(v), headers.has(&name));
+                meta_fields.push((format!("meta.{k}"), v.as_str()));
+            }
+        }
         let fields = ["key_id", "account", "scopes", "plan"];
+        let kv = |k: &str, v: &str| ModuleKeyValue {
+            key_ptr: k.as_ptr(),
+            key_len: k.len(),
+            value_ptr: v.as_ptr(),
+            value_len: v.len(),
+        };
         let entries: Vec<ModuleKeyValue> = fields
             .iter()
             .zip(values)
-            .filter_map(|(k, v)| {
-                let v = v?;
-                Some(ModuleKeyValue {
-                    key_ptr: k.as_ptr(),
-                    key_len: k.len(),
-                    value_ptr: v.as_ptr(),
-                    value_len: v.len(),
-                })
-            })
+            .filter_map(|(k, v)| Some(kv(k, v?)))
+            .chain(meta_fields.iter().map(|(k, v)| kv(k, v)))
             .collect();
         // SAFETY: as above; one call for the whole identity (each metadata write merges a
         // protobuf Struct in Envoy).
@@ -383,37 +396,4 @@ fn with_request<'h, T>(
         headers,
     };
     f(&r)
-}
-
-/// A local reply with the denial's status, JSON body, `WWW-Authenticate` and limit fields.
-fn deny(envoy: FilterEnvoyPtr, d: &Denial) {
-    let www = d.www_authenticate();
-    let limit = d.limit_headers();
-    let mut headers = vec![header("content-type", "application/json")];
-    if let Some(w) = &www {
-        headers.push(header("www-authenticate", w));
-    }
-    headers.extend(limit.iter().map(|(k, v)| header(k, v)));
-    let body = d.body();
-    let details = format!("keygate_{}", d.reason.as_str());
-    // SAFETY: on the worker, in the stream's hook; Envoy copies everything before returning.
-    unsafe {
-        abi::envoy_dynamic_module_callback_http_send_response(
-            envoy,
-            u32::from(d.status()),
-            headers.as_ptr(),
-            headers.len(),
-            ModuleBuffer::of(body.as_bytes()),
-            ModuleBuffer::of(details.as_bytes()),
-        );
-    }
-}
-
-fn header<'a>(k: &'a str, v: &'a str) -> ModuleHttpHeader {
-    ModuleHttpHeader {
-        key_ptr: k.as_ptr(),
-        key_len: k.len(),
-        value_ptr: v.as_ptr(),
-        value_len: v.len(),
-    }
 }

@@ -14,6 +14,7 @@
 //! - [`config`]: a filter config: module, stats, header names.
 //! - [`module`]: the per-process keygate: settings, authorizer, follower thread.
 //! - [`filter`]: one request: decide, verify off the worker, answer.
+//! - [`reply`]: a denial as Envoy's local reply.
 //! - [`stats`]: keygate's Envoy stats.
 //! - [`log`]: keygate's log lines into Envoy's log.
 
@@ -23,6 +24,7 @@ mod exports;
 mod filter;
 mod log;
 mod module;
+mod reply;
 mod stats;
 
 /// The Envoy release whose dynamic module ABI [`abi`] is written against.

@@ -22,7 +22,7 @@ use keygate_core::credits::{self, Balance};
 use keygate_core::key::{Account, KeyHash, KeyRecord};
 
 use super::replica::Replica;
-use super::state::{AuditEvent, Change, CreditLease, State, UsageBatch};
+use super::state::{AuditEvent, Change, CreditLease, KeyDays, State, UsageBatch};
 use super::{StoreError, StoreStats};
 
 /// How often the file is checked for changes.
@@ -187,15 +187,34 @@ impl FileStore {
             .await
     }
 
-    pub async fn usage(
+    pub async fn ids_of_digests(
         &self,
-        ids: &[String],
-    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
+        digests: &[[u8; 32]],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let wanted: Vec<[u8; 32]> = digests.to_vec();
+        self.read_with(move |s| {
+            let by: std::collections::HashMap<&[u8; 32], &str> = s
+                .keys
+                .values()
+                .filter_map(|k| match &k.hash {
+                    KeyHash::Sha256(d) => Some((d, k.id.as_str())),
+                    KeyHash::Argon2id(_) => None,
+                })
+                .collect();
+            wanted
+                .iter()
+                .map(|d| by.get(d).map(|id| id.to_string()))
+                .collect()
+        })
+        .await
+    }
+
+    pub async fn usage(&self, ids: &[String]) -> Result<BTreeMap<String, KeyDays>, StoreError> {
         let ids = ids.to_vec();
         self.read_with(move |s| {
             ids.into_iter()
                 .map(|id| {
-                    let d = s.usage.get(&id).cloned().unwrap_or_default();
+                    let d = s.usage_of(&id);
                     (id, d)
                 })
                 .collect()

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use keygate_core::credits::Balance;
 use keygate_core::key::{Account, KeyRecord};
-use state::{AuditEvent, BudgetTake, Change, ChangeError, CreditLease, State, UsageBatch};
+use state::{AuditEvent, BudgetTake, Change, ChangeError, CreditLease, KeyDays, State, UsageBatch};
 
 pub use stats::StoreStats;
 
@@ -185,11 +185,18 @@ impl Store {
         each!(self, b => b.digest_exists(digest).await)
     }
 
-    /// Allowed requests per UTC day number, for each key id.
-    pub async fn usage(
+    /// The id of the SHA-256 key with each digest, `None` where there is none (one round trip
+    /// on Redis, whatever the table's size).
+    pub async fn ids_of_digests(
         &self,
-        ids: &[String],
-    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
+        digests: &[[u8; 32]],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        each!(self, b => b.ids_of_digests(digests).await)
+    }
+
+    /// Allowed requests per UTC day number, and refused ones per day and reason, for each
+    /// key id.
+    pub async fn usage(&self, ids: &[String]) -> Result<BTreeMap<String, KeyDays>, StoreError> {
         each!(self, b => b.usage(ids).await)
     }
 

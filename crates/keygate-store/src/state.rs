@@ -1,7 +1,7 @@
 //! The state model shared by every backend, and the pure rules of each write: what a change
 //! does, what it refuses (unknown key, key limit), and the audit event it leaves.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use keygate_core::credits::Balance;
 use keygate_core::key::{Account, KeyRecord};
 use keygate_core::limit::{Credits, RateLimit};
+use keygate_core::meta::Meta;
 
 /// Seconds in a UTC day; usage is counted per `unix_seconds / DAY`.
 pub const DAY: i64 = 86_400;
@@ -27,6 +28,9 @@ pub struct State {
     /// Allowed requests per key id per UTC day number.
     #[serde(default)]
     pub usage: BTreeMap<String, BTreeMap<i64, u64>>,
+    /// Refused requests of known keys per key id, UTC day number and reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub denied: BTreeMap<String, BTreeMap<i64, BTreeMap<String, u64>>>,
     #[serde(default)]
     pub audit: Vec<AuditEvent>,
     /// Live credit balances per key id.
@@ -118,6 +122,12 @@ pub enum Change {
         id: String,
         update: KeyUpdate,
     },
+    /// Inserts imported keys all at once, or none: refused if a digest or an id is taken, or
+    /// an account in `max_active` would have more active keys than its limit.
+    ImportKeys {
+        records: Vec<KeyRecord>,
+        max_active: BTreeMap<String, u32>,
+    },
 }
 
 /// The fields a key update sets: `None` leaves one as it is, `Some(None)` clears it.
@@ -128,6 +138,8 @@ pub struct KeyUpdate {
     pub expires_at: Option<Option<i64>>,
     pub rate_limits: Option<Option<Vec<RateLimit>>>,
     pub credits: Option<Option<Credits>>,
+    pub enabled: Option<bool>,
+    pub meta: Option<Option<Meta>>,
 }
 
 impl KeyUpdate {
@@ -150,6 +162,12 @@ impl KeyUpdate {
             k.credits = v;
             k.credits_version = k.version;
         }
+        if let Some(v) = self.enabled {
+            k.enabled = v;
+        }
+        if let Some(v) = self.meta {
+            k.meta = v;
+        }
     }
 }
 
@@ -166,6 +184,8 @@ pub enum ChangeError {
     KeyRevoked,
     #[error("the key has expired")]
     KeyExpired,
+    #[error("a key with this digest exists")]
+    DuplicateDigest,
 }
 
 impl State {
@@ -235,9 +255,67 @@ impl State {
                 }
                 update.apply_to(k);
             }
+            Change::ImportKeys {
+                records,
+                max_active,
+            } => {
+                // One event per account, naming the keys it got.
+                let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for r in &records {
+                    ids.entry(r.account.clone()).or_default().push(r.id.clone());
+                }
+                self.import(records, &max_active, event.at)?;
+                self.revision += 1;
+                for (account, keys) in ids {
+                    self.audit.push(AuditEvent {
+                        account,
+                        detail: Some(serde_json::json!({ "keys": keys })),
+                        ..event.clone()
+                    });
+                }
+                return Ok(());
+            }
         }
         self.revision += 1;
         self.audit.push(event);
+        Ok(())
+    }
+
+    fn import(
+        &mut self,
+        records: Vec<KeyRecord>,
+        max_active: &BTreeMap<String, u32>,
+        now: i64,
+    ) -> Result<(), ChangeError> {
+        let digest = |k: &KeyRecord| match &k.hash {
+            keygate_core::key::KeyHash::Sha256(d) => Some(*d),
+            keygate_core::key::KeyHash::Argon2id(_) => None,
+        };
+        let mut taken: std::collections::HashSet<[u8; 32]> =
+            self.keys.values().filter_map(digest).collect();
+        let mut ids = std::collections::HashSet::new();
+        let mut adding: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &records {
+            if self.keys.contains_key(&r.id) || !ids.insert(r.id.as_str()) {
+                return Err(ChangeError::DuplicateKey);
+            }
+            if digest(r).is_some_and(|d| !taken.insert(d)) {
+                return Err(ChangeError::DuplicateDigest);
+            }
+            if r.is_active(now) {
+                *adding.entry(r.account.as_str()).or_default() += 1;
+            }
+        }
+        for (account, n) in adding {
+            if let Some(&max) = max_active.get(account)
+                && self.active_keys(account, now) + n > max as usize
+            {
+                return Err(ChangeError::KeyLimit { max });
+            }
+        }
+        for r in records {
+            self.keys.insert(r.id.clone(), r);
+        }
         Ok(())
     }
 
@@ -247,49 +325,33 @@ impl State {
             let Some(k) = self.keys.get_mut(id.as_ref()) else {
                 continue;
             };
-            k.last_used_at = Some(k.last_used_at.map_or(u.last_used, |l| l.max(u.last_used)));
-            let days = self.usage.entry(id.to_string()).or_default();
-            for (day, n) in &u.per_day {
-                *days.entry(*day).or_default() += n;
+            if u.last_used > 0 {
+                k.last_used_at = Some(k.last_used_at.map_or(u.last_used, |l| l.max(u.last_used)));
             }
+            if !u.per_day.is_empty() {
+                let days = self.usage.entry(id.to_string()).or_default();
+                for (day, n) in &u.per_day {
+                    *days.entry(*day).or_default() += n;
+                }
+            }
+            if !u.denied.is_empty() {
+                let days = self.denied.entry(id.to_string()).or_default();
+                for ((day, reason), n) in &u.denied {
+                    let day = days.entry(*day).or_default();
+                    *day.entry(reason.as_str().to_string()).or_default() += n;
+                }
+            }
+        }
+    }
+
+    /// A key's usage as reports show it.
+    pub fn usage_of(&self, id: &str) -> KeyDays {
+        KeyDays {
+            allowed: self.usage.get(id).cloned().unwrap_or_default(),
+            denied: self.denied.get(id).cloned().unwrap_or_default(),
         }
     }
 }
 
-/// Usage gathered in memory between flushes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UsageBatch {
-    pub keys: HashMap<Box<str>, KeyUsage>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyUsage {
-    pub last_used: i64,
-    pub per_day: BTreeMap<i64, u64>,
-}
-
-impl UsageBatch {
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    pub fn add(&mut self, id: &str, now: i64) {
-        let u = match self.keys.get_mut(id) {
-            Some(u) => u,
-            None => self.keys.entry(id.into()).or_default(),
-        };
-        u.last_used = u.last_used.max(now);
-        *u.per_day.entry(now.div_euclid(DAY)).or_default() += 1;
-    }
-
-    /// Puts a batch that could not be written back, so the next flush retries it.
-    pub fn merge(&mut self, other: UsageBatch) {
-        for (id, u) in other.keys {
-            let mine = self.keys.entry(id).or_default();
-            mine.last_used = mine.last_used.max(u.last_used);
-            for (d, n) in u.per_day {
-                *mine.per_day.entry(d).or_default() += n;
-            }
-        }
-    }
-}
+mod usage;
+pub use usage::{KeyDays, KeyUsage, UsageBatch};

@@ -1,6 +1,6 @@
-//! Allowed requests counted in memory between write-backs, and the loop that writes them to
-//! the store in batches (last use and per-day counts): one write per interval, not one per
-//! request. A batch that fails is put back and goes with the next; a crash loses at most one
+//! Requests counted in memory between write-backs (allowed, and refused ones of known keys by
+//! reason), and the loop that writes them to the store in batches (last use and per-day
+//! counts): one write per interval, not one per request. A batch that fails is put back and goes with the next; a crash loses at most one
 //! interval. On Redis a batch is one entry, and the loop also folds the fleet's entries when
 //! this instance is the one that folds.
 
@@ -23,6 +23,14 @@ impl UsageCounter {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .add(id, now);
+    }
+
+    /// Counts a refusal of a known key.
+    pub fn deny(&self, id: &str, reason: keygate_core::decide::Reason, now: i64) {
+        self.batch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .deny(id, reason, now);
     }
 
     /// Takes what was counted so far.

@@ -1,4 +1,4 @@
-//! Key operations: create, import (an existing SHA-256 digest), update, list, revoke, rotate.
+//! Key operations: create, update, list, revoke, rotate.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -7,8 +7,9 @@ use super::{Manager, check_account};
 use crate::admin::error::{ManageError, bad};
 use crate::admin::views::{Created, KeyList, KeyView};
 use crate::core::credits;
-use crate::core::key::{self, KeyHash, KeyRecord};
+use crate::core::key::KeyRecord;
 use crate::core::limit::{Credits, RateLimit, check_limits};
+use crate::core::meta::{self, Meta};
 use crate::service::unix_now;
 use crate::store::state::{Change, DAY, KeyUpdate};
 
@@ -30,6 +31,9 @@ pub struct CreateKey {
     pub rate_limits: Option<Vec<RateLimit>>,
     #[serde(default)]
     pub credits: Option<Credits>,
+    /// Forwarded upstream under `identity_headers.meta_prefix`.
+    #[serde(default)]
+    pub meta: Option<Meta>,
 }
 
 /// `PATCH /api/keys/{id}` and `keygate keys update`: absent fields are kept, `null` clears.
@@ -46,6 +50,11 @@ pub struct UpdateKey {
     pub rate_limits: Option<Option<Vec<RateLimit>>>,
     #[serde(default, deserialize_with = "present")]
     pub credits: Option<Option<Credits>>,
+    /// `false` refuses the key (401 `disabled`) until it is `true` again; `null` is `true`.
+    #[serde(default, deserialize_with = "present")]
+    pub enabled: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    pub meta: Option<Option<Meta>>,
 }
 
 /// A field that was sent, `null` or not.
@@ -57,6 +66,14 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 
 /// Most credits a key may hold or be refilled to.
 const MAX_CREDITS: u64 = 1 << 50;
+
+pub(super) fn check_meta(m: Option<&Meta>) -> Result<(), ManageError> {
+    match m.map(meta::check) {
+        Some(Err((k, why))) if k.is_empty() => Err(bad("meta", why.to_string())),
+        Some(Err((k, why))) => Err(bad("meta", format!("`{k}`: {why}"))),
+        _ => Ok(()),
+    }
+}
 
 fn check_budgets(
     limits: Option<&[RateLimit]>,
@@ -78,21 +95,6 @@ fn check_budgets(
     Ok(())
 }
 
-/// `keygate keys import`: an existing SHA-256 digest from another system.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ImportKey {
-    pub account: String,
-    pub scheme: String,
-    pub sha256: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub scopes: Option<Vec<String>>,
-    #[serde(default)]
-    pub expires_at: Option<String>,
-}
-
 impl Manager {
     pub async fn create_key(&self, actor: &str, req: CreateKey) -> Result<Created, ManageError> {
         let now = unix_now();
@@ -100,12 +102,14 @@ impl Manager {
         let si = self.scheme(req.scheme.as_deref())?;
         let expires = self.check_common(&req.name, &req.scopes, &req.expires_at, now)?;
         check_budgets(req.rate_limits.as_deref(), req.credits.as_ref())?;
+        check_meta(req.meta.as_ref())?;
         let plan = self.account_plan(&req.account).await?;
         let (mut rec, nk) = self
             .new_record(si, &req.account, req.name, req.scopes, expires, now)
             .await?;
         rec.rate_limits = req.rate_limits;
         rec.credits = req.credits;
+        rec.meta = req.meta.filter(|m| !m.is_empty());
         let ev = self.event(actor, "key.created", &rec.account, Some(&rec.id), now);
         let out = Self::created(&rec, &nk);
         self.write(
@@ -117,56 +121,6 @@ impl Manager {
         )
         .await?;
         Ok(out)
-    }
-
-    pub async fn import_key(&self, actor: &str, req: ImportKey) -> Result<KeyView, ManageError> {
-        let now = unix_now();
-        check_account("account", &req.account)?;
-        let si = self.scheme(Some(&req.scheme))?;
-        let s = &self.settings.policy.schemes[si];
-        if s.is_argon2() {
-            return Err(bad("scheme", "only sha256 schemes take imported digests"));
-        }
-        let digest =
-            key::from_hex32(&req.sha256).ok_or_else(|| bad("sha256", "expected 64 hex digits"))?;
-        let expires = self.check_common(&req.name, &req.scopes, &req.expires_at, now)?;
-        if self.store.digest_exists(&digest).await? {
-            return Err(ManageError::Conflict(
-                "a key with this digest exists".into(),
-            ));
-        }
-        let plan = self.account_plan(&req.account).await?;
-        let id = key::random_base62(crate::core::scheme::ID_LEN).to_string();
-        let rec = KeyRecord {
-            id: id.clone(),
-            name: req.name,
-            prefix: s.key_prefix.clone(),
-            account: req.account,
-            scheme: s.name.clone(),
-            scopes: req.scopes,
-            hash: KeyHash::Sha256(digest),
-            created_at: now,
-            expires_at: expires,
-            revoked_at: None,
-            last_used_at: None,
-            replaces: None,
-            replaced_by: None,
-            rate_limits: None,
-            credits: None,
-            credits_version: 0,
-            version: 1,
-        };
-        let view = KeyView::from(&rec);
-        let ev = self.event(actor, "key.imported", &rec.account, Some(&id), now);
-        self.write(
-            Change::CreateKey {
-                record: rec,
-                max_active: self.max_keys(plan.as_deref()),
-            },
-            ev,
-        )
-        .await?;
-        Ok(view)
     }
 
     pub async fn update_key(
@@ -189,15 +143,19 @@ impl Manager {
             req.rate_limits.as_ref().and_then(|l| l.as_deref()),
             req.credits.as_ref().and_then(|c| c.as_ref()),
         )?;
+        check_meta(req.meta.as_ref().and_then(|m| m.as_ref()))?;
         let k = self.store.get_key(id).await?.ok_or(ManageError::NotFound)?;
-        let ev = self.event(actor, "key.updated", &k.account, Some(id), now);
+        let mut ev = self.event(actor, "key.updated", &k.account, Some(id), now);
         let update = KeyUpdate {
             name: req.name,
             scopes: req.scopes,
             expires_at,
             rate_limits: req.rate_limits,
             credits: req.credits,
+            enabled: req.enabled.map(|e| e.unwrap_or(true)),
+            meta: req.meta.map(|m| m.filter(|m| !m.is_empty())),
         };
+        ev.detail = Some(changed(&update));
         self.write(
             Change::UpdateKey {
                 id: id.to_string(),
@@ -303,4 +261,35 @@ impl Manager {
         .await?;
         Ok(out)
     }
+}
+
+/// What an update sets, for its audit event: each field it names with its new value (`null`
+/// for cleared). A key's fields hold no secret.
+fn changed(u: &KeyUpdate) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    let mut put = |k: &str, v: serde_json::Value| {
+        m.insert(k.to_string(), v);
+    };
+    if let Some(v) = &u.name {
+        put("name", json!(v));
+    }
+    if let Some(v) = &u.scopes {
+        put("scopes", json!(v));
+    }
+    if let Some(v) = &u.expires_at {
+        put("expiresAt", json!(v.map(crate::admin::views::rfc3339)));
+    }
+    if let Some(v) = &u.rate_limits {
+        put("rateLimits", json!(v));
+    }
+    if let Some(v) = &u.credits {
+        put("credits", json!(v));
+    }
+    if let Some(v) = u.enabled {
+        put("enabled", json!(v));
+    }
+    if let Some(v) = &u.meta {
+        put("meta", json!(v));
+    }
+    json!({ "changed": m })
 }

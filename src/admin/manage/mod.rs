@@ -3,15 +3,19 @@
 //! [`views`](super::views) and follow the same rules. A key appears in exactly one place: the
 //! response that creates it.
 //!
-//! This file holds the [`Manager`] and what its operations share; [`keys`] and [`accounts`]
-//! the operations.
+//! This file holds the [`Manager`] and what its operations share; [`keys`], [`import`],
+//! [`leaked`] and [`accounts`] the operations.
 
 mod accounts;
+mod import;
 mod keys;
+mod leaked;
 
 use std::sync::Arc;
 
-pub use keys::{CreateKey, ImportKey, UpdateKey};
+pub use import::{ImportKey, ImportReport, RefusedLine};
+pub use keys::{CreateKey, UpdateKey};
+pub use leaked::{LeakVerdict, LeakedToken};
 // Where callers found them before views and errors had files of their own.
 pub use super::error::ManageError;
 pub use super::views::{Created, KeyView, rfc3339};
@@ -122,25 +126,22 @@ impl Manager {
         .map_err(|_| ManageError::Internal("key generation failed"))?;
         let hash = hash.map_err(|_| ManageError::Internal("key hashing failed"))?;
         let s = &self.settings.policy.schemes[si];
-        let rec = KeyRecord {
-            id: nk.id.clone(),
-            name,
-            prefix: format!("{}{}", s.key_prefix, nk.id),
-            account: account.to_string(),
-            scheme: s.name.clone(),
-            scopes,
-            hash,
-            created_at: now,
-            expires_at,
-            revoked_at: None,
-            last_used_at: None,
-            replaces: None,
-            replaced_by: None,
-            rate_limits: None,
-            credits: None,
-            credits_version: 0,
-            version: 1,
+        // A format without an id shows only the scheme's prefix: any more would be secret.
+        let prefix = match s.format.id {
+            true => format!("{}{}", s.key_prefix, nk.id),
+            false => s.key_prefix.clone(),
         };
+        let mut rec = KeyRecord::new(
+            nk.id.clone(),
+            prefix,
+            account.to_string(),
+            s.name.clone(),
+            hash,
+            now,
+        );
+        rec.name = name;
+        rec.scopes = scopes;
+        rec.expires_at = expires_at;
         Ok((rec, nk))
     }
 

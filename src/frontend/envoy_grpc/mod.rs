@@ -2,7 +2,9 @@
 //!
 //! Allow: OK with identity headers (`OVERWRITE_IF_EXISTS_OR_ADD`, so a client-sent value is
 //! replaced), `headers_to_remove` with the credential headers and the identity headers this key
-//! does not set, the identity as dynamic metadata, and the `RateLimit` fields of a limited key
+//! does not set, the identity as dynamic metadata (with the key's metadata, when
+//! `identity_headers.meta_prefix` is set, as headers and `meta.<key>` entries, client-sent
+//! headers under the prefix removed), and the `RateLimit` fields of a limited key
 //! as `response_headers_to_add` (for the client). Deny: UNAUTHENTICATED (401),
 //! PERMISSION_DENIED (403), RESOURCE_EXHAUSTED (429) or UNAVAILABLE (503) with a
 //! `denied_response` carrying the HTTP status, the JSON body, `content-type`,
@@ -31,6 +33,7 @@ use envoy_types::pb::google::rpc;
 
 use super::{credential_headers, set_identity, unset_identity};
 use crate::core::decide::{Allow, Denial};
+use crate::core::meta;
 use crate::core::policy::Policy;
 use crate::core::request::{self, Headers, Request};
 use crate::metrics::Frontend;
@@ -96,9 +99,53 @@ impl EnvoyGrpc {
                 self.auth.check(&r, Frontend::EnvoyGrpc).await
             }
         };
-        match decision {
-            Ok(a) => Answer::Allow(AllowAnswer::new(self.auth.settings().policy.clone(), a)),
-            Err(d) => Answer::Message(Box::new(deny(&d))),
+        let policy = &self.auth.settings().policy;
+        match (decision, policy.identity.meta_prefix.as_deref()) {
+            (Ok(a), Some(prefix)) => {
+                let m = a.key.meta();
+                // Two calls rather than one over a collected list: an allow without anything
+                // to remove allocates nothing.
+                let spoofed = match raw {
+                    Some(map) if !map.headers.is_empty() => {
+                        meta::spoofed(map.headers.iter().map(|h| h.key.as_bytes()), prefix, m)
+                    }
+                    _ => http.map_or_else(Vec::new, |h| {
+                        meta::spoofed(h.headers.keys().map(|k| k.as_bytes()), prefix, m)
+                    }),
+                };
+                if a.key.meta().is_none() && spoofed.is_empty() {
+                    return Answer::Allow(AllowAnswer::new(policy.clone(), a));
+                }
+                let mut m = allow(policy, &a);
+                with_meta(&mut m, prefix, &a, &spoofed);
+                Answer::Message(Box::new(m))
+            }
+            (Ok(a), None) => Answer::Allow(AllowAnswer::new(policy.clone(), a)),
+            (Err(d), _) => Answer::Message(Box::new(deny(&d))),
+        }
+    }
+}
+
+/// Adds the key's metadata to an allow: a header per entry, the client-sent headers under the
+/// prefix that keygate does not set removed, and dynamic metadata `meta.<key>`.
+fn with_meta(m: &mut CheckResponse, prefix: &str, a: &Allow, spoofed: &[&[u8]]) {
+    let Some(HttpResponse::OkResponse(ok)) = &mut m.http_response else {
+        return;
+    };
+    let entries = a.key.meta().into_iter().flatten();
+    for (k, v) in entries.clone() {
+        let name = meta::header_name(prefix, k);
+        ok.headers
+            .push(header(&name, v, HeaderAppendAction::OverwriteIfExistsOrAdd));
+    }
+    for n in spoofed {
+        ok.headers_to_remove
+            .push(String::from_utf8_lossy(n).to_ascii_lowercase());
+    }
+    if let Some(md) = &mut m.dynamic_metadata {
+        for (k, v) in entries {
+            let kind = Some(Kind::StringValue(v.clone()));
+            md.fields.insert(format!("meta.{k}"), Value { kind });
         }
     }
 }

@@ -42,6 +42,11 @@ fn records_round_trip_what_the_table_needs() {
     full.credits =
         Some(serde_json::from_value::<Credits>(serde_json::json!({"remaining": 100})).unwrap());
     full.credits_version = 7;
+    full.enabled = false;
+    full.meta = Some(crate::meta::Meta::from([
+        ("tier".to_string(), "gold".to_string()),
+        ("org".to_string(), "Acme, Inc.".to_string()),
+    ]));
     let mut empty_scopes = rec("k2", 1);
     empty_scopes.scopes = Some(vec![]);
     let mut bucket = Vec::new();

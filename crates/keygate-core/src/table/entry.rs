@@ -1,11 +1,12 @@
 //! One key as the table holds it: 72 bytes inline in the table's arrays, with what is shared
 //! between keys (the account and scope list) behind one pointer and what only some keys have
-//! (an Argon2 hash, limits, credits, a long id) behind another.
+//! (an Argon2 hash, limits, credits, metadata, a long id) behind another.
 
 use std::sync::{Arc, OnceLock};
 
 use crate::key::{self, HashRef, KeyRecord};
 use crate::limit::{Credits, RateLimit};
+use crate::meta::Meta;
 
 /// A key's scope restriction.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,12 +64,14 @@ struct Extra {
     verified: Option<OnceLock<[u8; 32]>>,
     limits: Option<Arc<[RateLimit]>>,
     credits: Option<(Credits, u64)>,
+    meta: Option<Meta>,
 }
 
 /// Ids up to this long are kept in the entry (keygate's own are 12 bytes).
 const INLINE_ID: usize = 13;
 const REVOKED: u8 = 1;
 const ARGON2: u8 = 2;
+const DISABLED: u8 = 4;
 /// Expiry value for a key that never expires.
 const NEVER: u32 = u32::MAX;
 
@@ -104,10 +107,12 @@ pub struct Parts<'a> {
     pub id: &'a str,
     pub hash: HashRef<'a>,
     pub revoked: bool,
+    pub disabled: bool,
     pub expires_at: Option<i64>,
     pub version: u64,
     pub limits: Option<&'a [RateLimit]>,
     pub credits: Option<(&'a Credits, u64)>,
+    pub meta: Option<&'a Meta>,
 }
 
 impl<'a> Parts<'a> {
@@ -116,10 +121,12 @@ impl<'a> Parts<'a> {
             id: &rec.id,
             hash: HashRef::of(&rec.hash),
             revoked: rec.revoked_at.is_some(),
+            disabled: !rec.enabled,
             expires_at: rec.expires_at,
             version: rec.version,
             limits: rec.rate_limits.as_deref(),
             credits: rec.credits.as_ref().map(|c| (c, rec.credits_version)),
+            meta: rec.meta.as_ref().filter(|m| !m.is_empty()),
         }
     }
 }
@@ -137,7 +144,9 @@ impl KeyEntry {
             id[..p.id.len()].copy_from_slice(p.id.as_bytes());
         }
         let argon2 = phc.is_some();
-        let needs_extra = long || argon2 || p.limits.is_some() || p.credits.is_some();
+        let meta = p.meta.filter(|m| !m.is_empty());
+        let needs_extra =
+            long || argon2 || p.limits.is_some() || p.credits.is_some() || meta.is_some();
         let extra = needs_extra.then(|| {
             Arc::new(Extra {
                 long_id: long.then(|| p.id.into()),
@@ -145,6 +154,7 @@ impl KeyEntry {
                 verified: argon2.then(OnceLock::new),
                 limits: p.limits.map(Arc::from),
                 credits: p.credits.map(|(c, v)| (c.clone(), v)),
+                meta: meta.cloned(),
             })
         });
         KeyEntry {
@@ -152,7 +162,9 @@ impl KeyEntry {
             id,
             id_len: if long { u8::MAX } else { p.id.len() as u8 },
             scheme,
-            flags: if p.revoked { REVOKED } else { 0 } | if argon2 { ARGON2 } else { 0 },
+            flags: if p.revoked { REVOKED } else { 0 }
+                | if argon2 { ARGON2 } else { 0 }
+                | if p.disabled { DISABLED } else { 0 },
             owner,
             extra,
             version: u32::try_from(p.version).unwrap_or(u32::MAX),
@@ -210,6 +222,16 @@ impl KeyEntry {
 
     pub fn revoked(&self) -> bool {
         self.flags & REVOKED != 0
+    }
+
+    /// Disabled: refused until enabled again.
+    pub fn disabled(&self) -> bool {
+        self.flags & DISABLED != 0
+    }
+
+    /// The key's metadata, for the upstream; `None` when it has none.
+    pub fn meta(&self) -> Option<&Meta> {
+        self.extra.as_ref()?.meta.as_ref()
     }
 
     pub fn version(&self) -> u64 {

@@ -135,10 +135,12 @@ impl Maker {
             id: v.id,
             hash: v.hash,
             revoked: v.revoked_at.is_some(),
+            disabled: v.disabled,
             expires_at: v.expires_at,
             version: v.version,
             limits: v.rate_limits.as_deref(),
             credits: v.credits.as_ref().map(|(c, n)| (c, *n)),
+            meta: v.meta.as_ref(),
         };
         self.make(
             schemes,

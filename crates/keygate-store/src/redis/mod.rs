@@ -55,7 +55,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::replica::Replica;
-use super::state::{AuditEvent, Change, CreditLease, UsageBatch};
+use super::state::{AuditEvent, Change, CreditLease, KeyDays, UsageBatch};
 use super::{StoreError, StoreStats};
 use connect::Target;
 
@@ -292,10 +292,15 @@ impl RedisStore {
         self.retry(|| self.digest_exists_once(&hex)).await
     }
 
-    pub async fn usage(
+    pub async fn ids_of_digests(
         &self,
-        ids: &[String],
-    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
+        digests: &[[u8; 32]],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let hexes: Vec<String> = digests.iter().map(|d| to_hex(d)).collect();
+        self.retry(|| self.ids_of_digests_once(&hexes)).await
+    }
+
+    pub async fn usage(&self, ids: &[String]) -> Result<BTreeMap<String, KeyDays>, StoreError> {
         self.retry(|| self.usage_once(ids)).await
     }
 

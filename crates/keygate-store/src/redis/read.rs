@@ -76,6 +76,41 @@ impl RedisStore {
         con.hexists(self.k("digests"), hex).await.map_err(err)
     }
 
+    /// The key id under each digest (lowercase hex), `None` where there is none.
+    pub(super) async fn ids_of_digests_once(
+        &self,
+        hexes: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        if hexes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut con = self.conn().await?;
+        redis::cmd("HMGET")
+            .arg(self.k("digests"))
+            .arg(hexes)
+            .query_async(&mut con)
+            .await
+            .map_err(err)
+    }
+
+    /// The records of these ids that exist.
+    pub(super) async fn get_keys_once(&self, ids: &[&str]) -> Result<Vec<KeyRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut con = self.conn().await?;
+        let recs: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.k("keys"))
+            .arg(ids)
+            .query_async(&mut con)
+            .await
+            .map_err(err)?;
+        recs.into_iter()
+            .flatten()
+            .map(|js| Self::parse_key(&js))
+            .collect()
+    }
+
     pub(super) async fn audit_once(
         &self,
         account: Option<&str>,

@@ -5,14 +5,19 @@
 //! adds the counts, raises last-use times and deletes the entries it folded, atomically, so a
 //! count is folded exactly once whoever folds and whenever one dies. Reads of usage see the
 //! folded hashes and the entries not yet folded in one transaction, so they are exact too.
+//!
+//! A key's hash `{ns}:usage:<id>` holds allowed requests under the day number (`20432`) and
+//! refusals under the day and reason (`20432/scope`).
 
 use std::collections::{BTreeMap, HashMap};
 
 use redis::streams::StreamRangeReply;
 
+use keygate_core::decide::Reason;
+
 use super::{RedisStore, err};
 use crate::StoreError;
-use crate::state::{KeyUsage, UsageBatch};
+use crate::state::{KeyDays, KeyUsage, UsageBatch};
 
 /// Entries folded per call.
 const FOLD_CHUNK: usize = 100;
@@ -47,23 +52,29 @@ if n > 0 then redis.call('XDEL', KEYS[2], unpack(ids)) end
 return n
 "#;
 
-/// One batch as a stream field: a line per key, `id last_used day:count,day:count`.
+/// One batch as a stream field: a line per key, `id last_used day:count,day/reason:count`.
 fn encode(batch: &UsageBatch) -> String {
+    use std::fmt::Write;
     let mut s = String::new();
     for (id, u) in &batch.keys {
-        s.push_str(id);
-        s.push(' ');
-        s.push_str(&u.last_used.to_string());
-        s.push(' ');
-        for (i, (day, n)) in u.per_day.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push_str(&format!("{day}:{n}"));
-        }
+        let _ = write!(s, "{id} {} ", u.last_used);
+        let allowed = u.per_day.iter().map(|(day, n)| format!("{day}:{n}"));
+        let denied = u
+            .denied
+            .iter()
+            .map(|((day, r), n)| format!("{day}/{}:{n}", r.as_str()));
+        s.push_str(&allowed.chain(denied).collect::<Vec<_>>().join(","));
         s.push('\n');
     }
     s
+}
+
+/// A usage hash field: a day number, or a day and the reason of refusals.
+fn field(f: &str) -> Option<(i64, Option<Reason>)> {
+    match f.split_once('/') {
+        None => Some((f.parse().ok()?, None)),
+        Some((day, r)) => Some((day.parse().ok()?, Some(Reason::parse(r)?))),
+    }
 }
 
 /// A batch back from its field; lines that do not parse are skipped.
@@ -76,10 +87,13 @@ fn decode(s: &str, into: &mut HashMap<String, KeyUsage>) {
         let u = into.entry(id.to_string()).or_default();
         u.last_used = u.last_used.max(last.parse().unwrap_or(0));
         for d in days.split(',').filter(|d| !d.is_empty()) {
-            if let Some((day, n)) = d.split_once(':')
-                && let (Ok(day), Ok(n)) = (day.parse::<i64>(), n.parse::<u64>())
-            {
-                *u.per_day.entry(day).or_default() += n;
+            let Some((f, n)) = d.split_once(':') else {
+                continue;
+            };
+            match (field(f), n.parse::<u64>()) {
+                (Some((day, None)), Ok(n)) => *u.per_day.entry(day).or_default() += n,
+                (Some((day, Some(r))), Ok(n)) => *u.denied.entry((day, r)).or_default() += n,
+                _ => {}
             }
         }
     }
@@ -185,9 +199,12 @@ impl RedisStore {
                 for (day, n) in &u.per_day {
                     inv.arg(id).arg(day).arg(n);
                 }
+                for ((day, r), n) in &u.denied {
+                    inv.arg(id).arg(format!("{day}/{}", r.as_str())).arg(n);
+                }
             }
             inv.arg("|");
-            for (id, u) in &sum {
+            for (id, u) in sum.iter().filter(|(_, u)| u.last_used > 0) {
                 inv.arg(id).arg(u.last_used);
             }
             let folded: i64 = inv.invoke_async(&mut con).await.map_err(err)?;
@@ -203,12 +220,12 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Allowed requests per day of these keys: the folded counts plus the entries not yet
-    /// folded, read in one transaction.
+    /// Usage per day of these keys: the folded counts plus the entries not yet folded, read
+    /// in one transaction.
     pub(super) async fn usage_once(
         &self,
         ids: &[String],
-    ) -> Result<BTreeMap<String, BTreeMap<i64, u64>>, StoreError> {
+    ) -> Result<BTreeMap<String, KeyDays>, StoreError> {
         let mut con = self.conn().await?;
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -216,7 +233,7 @@ impl RedisStore {
             pipe.hgetall(self.k(&format!("usage:{id}")));
         }
         pipe.cmd("XRANGE").arg(self.k("usage_in")).arg("-").arg("+");
-        let (days, pending): (Vec<HashMap<i64, u64>>, StreamRangeReply) = {
+        let (fields, pending): (Vec<HashMap<String, u64>>, StreamRangeReply) = {
             let mut v: Vec<redis::Value> = pipe.query_async(&mut con).await.map_err(err)?;
             let parsed = |e: redis::ParsingError| err(e.into());
             let pending = v
@@ -224,28 +241,41 @@ impl RedisStore {
                 .map(redis::from_redis_value)
                 .transpose()
                 .map_err(parsed)?;
-            let days = v
+            let fields = v
                 .into_iter()
                 .map(redis::from_redis_value)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(parsed)?;
-            (days, pending.unwrap_or_default())
+            (fields, pending.unwrap_or_default())
         };
-        let mut out: BTreeMap<String, BTreeMap<i64, u64>> = ids
-            .iter()
-            .cloned()
-            .zip(days.into_iter().map(|d| d.into_iter().collect()))
-            .collect();
-        let mut sum = HashMap::new();
+        let mut sum: HashMap<String, KeyUsage> = HashMap::new();
         for (_, data) in entries(&pending) {
             decode(&data, &mut sum);
         }
-        for (id, u) in sum {
-            if let Some(days) = out.get_mut(&id) {
-                for (day, n) in u.per_day {
-                    *days.entry(day).or_default() += n;
+        let mut out = BTreeMap::new();
+        for (id, fields) in ids.iter().zip(fields) {
+            let mut days = KeyDays::default();
+            let mut add = |day, reason: Option<Reason>, n| match reason {
+                None => *days.allowed.entry(day).or_default() += n,
+                Some(r) => {
+                    let d = days.denied.entry(day).or_default();
+                    *d.entry(r.as_str().to_string()).or_default() += n;
+                }
+            };
+            for (f, n) in fields {
+                if let Some((day, r)) = field(&f) {
+                    add(day, r, n);
                 }
             }
+            if let Some(u) = sum.get(id) {
+                for (day, n) in &u.per_day {
+                    add(*day, None, *n);
+                }
+                for ((day, r), n) in &u.denied {
+                    add(*day, Some(*r), *n);
+                }
+            }
+            out.insert(id.clone(), days);
         }
         Ok(out)
     }
@@ -262,6 +292,9 @@ mod tests {
         b.add("k1", 86_400 * 3 + 9);
         b.add("k1", 86_400 * 4);
         b.add("k2", 7);
+        b.deny("k2", Reason::Scope, 86_400 * 2);
+        b.deny("k2", Reason::Scope, 86_400 * 2 + 1);
+        b.deny("k4", Reason::RateLimited, 86_400);
         let mut back = HashMap::new();
         decode(&encode(&b), &mut back);
         decode(&encode(&b), &mut back);
@@ -269,6 +302,12 @@ mod tests {
         assert_eq!(k1.last_used, 86_400 * 4);
         assert_eq!(k1.per_day, BTreeMap::from([(3, 4), (4, 2)]));
         assert_eq!(back["k2"].per_day, BTreeMap::from([(0, 2)]));
+        assert_eq!(back["k2"].denied, BTreeMap::from([((2, Reason::Scope), 4)]));
+        assert_eq!(back["k4"].last_used, 0, "a refusal is not a use");
+        assert_eq!(
+            back["k4"].denied,
+            BTreeMap::from([((1, Reason::RateLimited), 2)])
+        );
         decode("garbage\nk3 x 1:y\n", &mut back);
         assert!(back["k3"].per_day.is_empty());
     }

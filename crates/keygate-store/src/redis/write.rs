@@ -1,6 +1,6 @@
 //! Writes: the shared rules applied to what they need to read, then one Lua script that
 //! checks the revision has not moved and writes records, indexes, the change entry and the
-//! audit event atomically (or the write is tried again).
+//! audit events atomically (or the write is tried again).
 
 use keygate_core::key::{KeyHash, to_hex};
 
@@ -40,7 +40,9 @@ for _ = 1, na do
   i = i + 2
 end
 redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[2], '*', 'rev', rev, 'data', ARGV[5])
-redis.call('XADD', KEYS[5], '*', 'data', ARGV[3])
+for ev in string.gmatch(ARGV[3], '[^\n]+') do
+  redis.call('XADD', KEYS[5], '*', 'data', ev)
+end
 return rev
 "#;
 
@@ -64,9 +66,10 @@ impl RedisStore {
                 revision: rev.unwrap_or(0),
                 ..State::default()
             };
-            let need_account = |acct: &str| acct.to_string();
-            let account = match &change {
-                Change::CreateKey { record, .. } => Some(need_account(&record.account)),
+            // What the rules read: the records the change names, and the keys of the
+            // accounts whose limits it checks.
+            let accounts: Vec<String> = match &change {
+                Change::CreateKey { record, .. } => vec![record.account.clone()],
                 Change::RevokeKey { id, .. }
                 | Change::RotateKey { old_id: id, .. }
                 | Change::UpdateKey { id, .. } => {
@@ -76,16 +79,38 @@ impl RedisStore {
                         .ok_or(ChangeError::KeyNotFound)?;
                     let a = k.account.clone();
                     st.keys.insert(k.id.clone(), k);
-                    Some(a)
+                    vec![a]
                 }
                 Change::PutAccount { account } => {
                     if let Some(a) = self.get_account_once(&account.id).await? {
                         st.accounts.insert(a.id.clone(), a);
                     }
-                    None
+                    vec![]
+                }
+                Change::ImportKeys {
+                    records,
+                    max_active,
+                } => {
+                    let hexes: Vec<String> = records
+                        .iter()
+                        .filter_map(|r| match &r.hash {
+                            KeyHash::Sha256(d) => Some(to_hex(d)),
+                            KeyHash::Argon2id(_) => None,
+                        })
+                        .collect();
+                    let holders = self.ids_of_digests_once(&hexes).await?;
+                    let ids: Vec<&str> = records
+                        .iter()
+                        .map(|r| r.id.as_str())
+                        .chain(holders.iter().flatten().map(String::as_str))
+                        .collect();
+                    for k in self.get_keys_once(&ids).await? {
+                        st.keys.insert(k.id.clone(), k);
+                    }
+                    max_active.keys().cloned().collect()
                 }
             };
-            if let Some(a) = account {
+            for a in accounts {
                 for k in self.keys_of_once(Some(&a)).await? {
                     st.keys.insert(k.id.clone(), k);
                 }
@@ -119,7 +144,7 @@ impl RedisStore {
                 .key(self.k("snap_rev"))
                 .arg(rev.unwrap_or(0))
                 .arg(self.max_len)
-                .arg(serde_json::to_string(&event).unwrap_or_default())
+                .arg(events(&st.audit[before.audit.len()..]))
                 .arg(self.k("acct:"))
                 .arg(serde_json::to_string(&data).unwrap_or_default());
             // As the script decides it (a missing revision is 0); for a store without a
@@ -161,4 +186,12 @@ impl RedisStore {
         }
         Err(StoreError::Contention)
     }
+}
+
+/// The audit events of a write, one JSON document a line (JSON strings escape newlines).
+fn events(evs: &[AuditEvent]) -> String {
+    evs.iter()
+        .map(|e| serde_json::to_string(e).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -216,12 +216,9 @@ fn argon2_keys_ask_for_verification_without_cache() {
 #[test]
 fn responses_follow_the_spec() {
     let d = |reason, bearer, presented, scope| Denial {
-        reason,
-        bearer,
         presented,
         scope,
-        account_status: None,
-        limit: None,
+        ..Denial::new(reason, bearer)
     };
     let missing = d(Reason::Missing, true, false, None);
     assert_eq!(
@@ -273,6 +270,16 @@ fn responses_follow_the_spec() {
     );
     assert_eq!(limited.limit_headers().len(), 3);
     assert_eq!(limited.www_authenticate(), None);
+    let disabled = d(Reason::Disabled, true, true, None);
+    assert_eq!((disabled.status(), disabled.body()), (401, missing.body()));
+    let reserved = d(Reason::BadHeader, false, true, None);
+    assert_eq!(
+        (reserved.status(), &*reserved.body()),
+        (
+            400,
+            r#"{"error":"bad_request","message":"Request carries a reserved header"}"#
+        )
+    );
     let quota = d(Reason::Quota, false, true, None);
     assert_eq!(
         quota.body(),

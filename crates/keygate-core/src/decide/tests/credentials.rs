@@ -103,3 +103,30 @@ fn revoked_and_expired_are_401() {
     );
     assert!(run(&f, &t, "GET", "/x", &[("x-api-key", &c)]).is_ok());
 }
+
+#[test]
+fn disabled_keys_are_401_until_enabled_and_keep_their_metadata() {
+    let mut f = Fixture::new();
+    let off = f.key("live", "acme", None);
+    f.last().enabled = false;
+    let toon = f.key("toon", "acme", None);
+    f.last().enabled = false;
+    let on = f.key("live", "acme", None);
+    f.last().meta = Some(crate::meta::Meta::from([("tier".into(), "gold".into())]));
+    let t = f.table();
+    assert_eq!(
+        run(&f, &t, "GET", "/x", &[("authorization", &bearer(&off))]),
+        Err((Reason::Disabled, 401))
+    );
+    assert_eq!(
+        run(&f, &t, "GET", "/x", &[("x-api-key", &toon)]),
+        Err((Reason::Disabled, 401))
+    );
+    let id = run(&f, &t, "GET", "/x", &[("authorization", &bearer(&on))]).unwrap();
+    let entry = t.by_id(id.as_bytes()).unwrap();
+    assert_eq!(entry.meta().unwrap()["tier"], "gold");
+    // Enabled again: allowed.
+    f.keys[0].enabled = true;
+    let t = f.table();
+    assert!(run(&f, &t, "GET", "/x", &[("authorization", &bearer(&off))]).is_ok());
+}

@@ -1,0 +1,281 @@
+//! Importing existing SHA-256 digests from another system: one key at a time
+//! (`keygate keys import --sha256`), or in bulk from JSON Lines (`keygate keys import --file`,
+//! `POST /api/keys/import`) for migrations.
+//!
+//! A bulk import checks every line first; a line that fails is refused with its number and
+//! reason and writes nothing. The rest go in chunks of [`CHUNK`], each one atomic write (one
+//! Lua call on Redis) that takes only digests not yet present: a digest already in the store,
+//! or earlier in the same file, is skipped, so running an import again is safe. A line over
+//! its account's plan limit of active keys is refused. Reads are narrow (the chunk's digests,
+//! the accounts it names), so a chunk costs the same on a table of any size.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::check_meta;
+use super::{Manager, check_account};
+use crate::admin::error::{ManageError, bad};
+use crate::admin::views::KeyView;
+use crate::core::key::{self, KeyHash, KeyRecord};
+use crate::core::meta::Meta;
+use crate::service::unix_now;
+use crate::store::StoreError;
+use crate::store::state::{Change, ChangeError};
+
+/// One imported key: `keygate keys import` and each line of a bulk import.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportKey {
+    pub account: String,
+    pub scheme: String,
+    pub sha256: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub meta: Option<Meta>,
+}
+
+/// Lines written per atomic chunk.
+pub const CHUNK: usize = 1_000;
+/// Longest line of a bulk import.
+const MAX_LINE: usize = 16 * 1024;
+
+/// What a bulk import did.
+#[derive(Debug, Default, Serialize)]
+pub struct ImportReport {
+    pub imported: u64,
+    /// Digests already present (in the store, or earlier in the file).
+    pub skipped: u64,
+    pub refused: Vec<RefusedLine>,
+}
+
+/// A line that wrote nothing, and why.
+#[derive(Debug, Serialize)]
+pub struct RefusedLine {
+    /// 1-based.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// A line that passed its checks.
+struct Ready {
+    line: usize,
+    record: KeyRecord,
+    digest: [u8; 32],
+    /// The account's plan limit of active keys, if it has one.
+    max: Option<u32>,
+}
+
+impl Manager {
+    /// Checks one import and makes its record (not yet written).
+    async fn import_record(
+        &self,
+        req: ImportKey,
+        now: i64,
+        plans: &mut HashMap<String, Option<u32>>,
+    ) -> Result<([u8; 32], KeyRecord, Option<u32>), ManageError> {
+        check_account("account", &req.account)?;
+        let si = self.scheme(Some(&req.scheme))?;
+        let s = &self.settings.policy.schemes[si];
+        if s.is_argon2() {
+            return Err(bad("scheme", "only sha256 schemes take imported digests"));
+        }
+        let digest =
+            key::from_hex32(&req.sha256).ok_or_else(|| bad("sha256", "expected 64 hex digits"))?;
+        let expires = self.check_common(&req.name, &req.scopes, &req.expires_at, now)?;
+        check_meta(req.meta.as_ref())?;
+        let max = match plans.get(&req.account) {
+            Some(m) => *m,
+            None => {
+                let plan = self.account_plan(&req.account).await?;
+                let m = self.max_keys(plan.as_deref());
+                plans.insert(req.account.clone(), m);
+                m
+            }
+        };
+        let id = key::random_base62(crate::core::scheme::ID_LEN).to_string();
+        let mut rec = KeyRecord::new(
+            id,
+            s.key_prefix.clone(),
+            req.account,
+            s.name.clone(),
+            KeyHash::Sha256(digest),
+            now,
+        );
+        rec.name = req.name;
+        rec.scopes = req.scopes;
+        rec.expires_at = expires;
+        rec.meta = req.meta.filter(|m| !m.is_empty());
+        Ok((digest, rec, max))
+    }
+
+    /// `keygate keys import --sha256`: one digest; an existing one is a conflict.
+    pub async fn import_key(&self, actor: &str, req: ImportKey) -> Result<KeyView, ManageError> {
+        let now = unix_now();
+        let (digest, rec, max) = self.import_record(req, now, &mut HashMap::new()).await?;
+        if self.store.digest_exists(&digest).await? {
+            return Err(ManageError::Conflict(
+                "a key with this digest exists".into(),
+            ));
+        }
+        let view = KeyView::from(&rec);
+        let ev = self.event(actor, "key.imported", &rec.account, Some(&rec.id), now);
+        self.write(
+            Change::CreateKey {
+                record: rec,
+                max_active: max,
+            },
+            ev,
+        )
+        .await?;
+        Ok(view)
+    }
+
+    /// A bulk import of JSON Lines; `progress` is told the lines done so far and in all.
+    pub async fn import_keys(
+        &self,
+        actor: &str,
+        text: &str,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<ImportReport, ManageError> {
+        let now = unix_now();
+        let mut report = ImportReport::default();
+        let mut plans = HashMap::new();
+        let mut seen = HashSet::new();
+        let mut ready = Vec::new();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let line_no = i + 1;
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let parsed = if line.len() > MAX_LINE {
+                Err(format!("longer than {MAX_LINE} bytes"))
+            } else {
+                serde_json::from_str::<ImportKey>(line).map_err(|e| format!("invalid JSON: {e}"))
+            };
+            let checked = match parsed {
+                Ok(req) => self
+                    .import_record(req, now, &mut plans)
+                    .await
+                    .map_err(|e| match e {
+                        ManageError::BadRequest { .. } => Ok(e.to_string()),
+                        e => Err(e),
+                    }),
+                Err(reason) => Err(Ok(reason)),
+            };
+            match checked {
+                Ok((digest, record, max)) if seen.insert(digest) => ready.push(Ready {
+                    line: line_no,
+                    record,
+                    digest,
+                    max,
+                }),
+                Ok(_) => report.skipped += 1,
+                Err(Ok(reason)) => report.refused.push(RefusedLine {
+                    line: line_no,
+                    reason,
+                }),
+                Err(Err(e)) => return Err(e),
+            }
+        }
+        let mut active: HashMap<String, usize> = HashMap::new();
+        let mut done = lines.len() - ready.len();
+        progress(done, lines.len());
+        for chunk in ready.chunks(CHUNK) {
+            self.import_chunk(actor, chunk, now, &mut active, &mut report)
+                .await?;
+            done += chunk.len();
+            progress(done, lines.len());
+        }
+        report.refused.sort_by_key(|r| r.line);
+        Ok(report)
+    }
+
+    /// Writes one chunk: the lines whose digest is new and whose account has room. A write
+    /// that another writer beat (a digest or a key taken meanwhile) is worked out again.
+    async fn import_chunk(
+        &self,
+        actor: &str,
+        chunk: &[Ready],
+        now: i64,
+        active: &mut HashMap<String, usize>,
+        report: &mut ImportReport,
+    ) -> Result<(), ManageError> {
+        for _attempt in 0..3 {
+            let digests: Vec<[u8; 32]> = chunk.iter().map(|r| r.digest).collect();
+            let present = self.store.ids_of_digests(&digests).await?;
+            let mut records = Vec::new();
+            let mut max_active = BTreeMap::new();
+            let mut adding: HashMap<&str, usize> = HashMap::new();
+            let (mut skipped, mut refused) = (0, Vec::new());
+            for (r, present) in chunk.iter().zip(&present) {
+                if present.is_some() {
+                    skipped += 1;
+                    continue;
+                }
+                let account = r.record.account.as_str();
+                if let Some(max) = r.max {
+                    let have = match active.get(account) {
+                        Some(n) => *n,
+                        None => {
+                            let keys = self.store.keys_of(Some(account)).await?;
+                            let n = keys.iter().filter(|k| k.is_active(now)).count();
+                            active.insert(account.to_string(), n);
+                            n
+                        }
+                    };
+                    let adds = adding.entry(account).or_default();
+                    if have + *adds >= max as usize {
+                        refused.push(RefusedLine {
+                            line: r.line,
+                            reason: format!("the account's plan allows {max} active keys"),
+                        });
+                        continue;
+                    }
+                    *adds += 1;
+                    max_active.insert(account.to_string(), max);
+                }
+                records.push(r.record.clone());
+            }
+            let n = records.len() as u64;
+            // The store writes one such event per account, naming its keys.
+            let ev = self.event(actor, "key.imported", "", None, now);
+            let write = match records.is_empty() {
+                true => Ok(()),
+                false => {
+                    let change = Change::ImportKeys {
+                        records,
+                        max_active,
+                    };
+                    self.write(change, ev).await
+                }
+            };
+            match write {
+                Ok(()) => {
+                    for (account, n) in adding {
+                        *active.entry(account.to_string()).or_default() += n;
+                    }
+                    report.imported += n;
+                    report.skipped += skipped;
+                    report.refused.extend(refused);
+                    return Ok(());
+                }
+                Err(ManageError::Conflict(_) | ManageError::KeyLimit { .. }) => {
+                    // Another writer got in: read the chunk's state again.
+                    active.clear();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ManageError::Store(StoreError::Change(
+            ChangeError::DuplicateDigest,
+        )))
+    }
+}

@@ -1,0 +1,131 @@
+//! A key's metadata through every front, with the shipped configs: the upstream gets each entry
+//! as `x-keygate-meta-<key>` and never a client-sent header under that prefix (Envoy and the
+//! module remove them; nginx, which cannot remove headers by prefix, refuses such a request
+//! with 400 `bad_header` once the caller is known). Envoy also gets the entries as dynamic
+//! metadata. A change of the metadata is in force within the second.
+
+mod common;
+mod proxy;
+
+use std::time::Duration;
+
+use common::wait_until;
+use keygate::admin::manage::UpdateKey;
+use proxy::fronts::{Front, Setup, bearer, setup};
+use serde_json::json;
+
+async fn set_meta(s: &Setup, id: &str, meta: serde_json::Value) {
+    let update: UpdateKey = serde_json::from_value(json!({ "meta": meta })).unwrap();
+    s.h.manager.update_key("test", id, update).await.unwrap();
+}
+
+async fn meta(front: Front) {
+    let mut s = setup(front).await;
+    let live = s.key("live", "acme", None).await;
+    set_meta(&s, &live.id, json!({"tier": "gold", "org": "acme"})).await;
+    let b = bearer(&live.key);
+    let plain = [("authorization", b.as_str())];
+    wait_until("the metadata in force", Duration::from_secs(5), || async {
+        let r = s.call("GET", "/v1/x", &plain).await;
+        r.status == 200 && r.json()["headers"]["x-keygate-meta-tier"] == json!(["gold"])
+    })
+    .await;
+    let up = s.pass("GET", "/v1/x", &plain).await;
+    assert_eq!(up.one("x-keygate-meta-tier").as_deref(), Some("gold"));
+    assert_eq!(up.one("x-keygate-meta-org").as_deref(), Some("acme"));
+
+    let spoofed = [
+        ("authorization", b.as_str()),
+        ("x-keygate-meta-tier", "platinum"),
+        ("X-Keygate-Meta-Admin", "yes"),
+    ];
+    if front == Front::Nginx {
+        s.deny(
+            "a client-sent metadata header",
+            ("GET", "/v1/x", &spoofed),
+            400,
+            None,
+            json!({"error": "bad_request", "message": "Request carries a reserved header"}),
+        )
+        .await;
+        // An unauthenticated one is still a 401 first.
+        let r = s
+            .call("GET", "/v1/x", &[("x-keygate-meta-admin", "yes")])
+            .await;
+        assert_eq!(r.status, 401, "{r:?}");
+    } else {
+        let up = s.pass("GET", "/v1/x", &spoofed).await;
+        assert_eq!(up.values("x-keygate-meta-tier"), ["gold"], "{front:?}");
+        assert_eq!(up.values("x-keygate-meta-admin"), Vec::<String>::new());
+    }
+
+    // Cleared: nothing under the prefix reaches the upstream.
+    set_meta(&s, &live.id, serde_json::Value::Null).await;
+    wait_until("the metadata cleared", Duration::from_secs(5), || async {
+        let r = s.call("GET", "/v1/x", &plain).await;
+        r.status == 200 && r.json()["headers"].get("x-keygate-meta-tier").is_none()
+    })
+    .await;
+    if front != Front::Nginx {
+        let up = s.pass("GET", "/v1/x", &spoofed).await;
+        assert_eq!(up.values("x-keygate-meta-tier"), Vec::<String>::new());
+        assert_eq!(up.values("x-keygate-meta-admin"), Vec::<String>::new());
+    }
+    assert!(s.proxy.alive(), "{front:?}");
+}
+
+#[tokio::test]
+async fn envoy_grpc_meta() {
+    meta(Front::EnvoyGrpc).await;
+}
+
+#[tokio::test]
+async fn envoy_http_meta() {
+    meta(Front::EnvoyHttp).await;
+}
+
+#[tokio::test]
+async fn nginx_meta() {
+    meta(Front::Nginx).await;
+}
+
+#[tokio::test]
+async fn envoy_module_meta() {
+    meta(Front::EnvoyModule).await;
+}
+
+/// The gRPC answer carries the entries as dynamic metadata beside the identity.
+#[tokio::test]
+async fn grpc_dynamic_metadata_carries_the_entries() {
+    let h = common::Harness::start().await;
+    let k = h.key("live", "acme", None).await;
+    let update: UpdateKey = serde_json::from_value(json!({"meta": {"tier": "gold"}})).unwrap();
+    h.manager.update_key("test", &k.id, update).await.unwrap();
+    let b = bearer(&k.key);
+    let r = h
+        .grpc(
+            "GET",
+            "/v1/x",
+            &[("authorization", &b), ("x-keygate-meta-x", "spoof")],
+        )
+        .await;
+    let md = r.dynamic_metadata.unwrap().fields;
+    let s = |k: &str| match md.get(k).and_then(|v| v.kind.as_ref()) {
+        Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => Some(s.clone()),
+        _ => None,
+    };
+    assert_eq!(s("meta.tier").as_deref(), Some("gold"));
+    assert_eq!(s("account").as_deref(), Some("acme"));
+    let Some(envoy_types::ext_authz::v3::pb::HttpResponse::OkResponse(ok)) = r.http_response else {
+        panic!("not an allow");
+    };
+    assert!(
+        ok.headers_to_remove
+            .contains(&"x-keygate-meta-x".to_string())
+    );
+    assert!(
+        ok.headers
+            .iter()
+            .any(|h| h.header.as_ref().unwrap().key == "x-keygate-meta-tier")
+    );
+}
