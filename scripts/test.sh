@@ -10,6 +10,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 # All three at once: one apt-get run on a fresh machine.
 kg_need_debian redis-server nginx wrk
+# Prometheus and promtool (tests/observability.rs, tests/prometheus_scrape.rs).
+kg_need_debian prometheus
 # Exports KEYGATE_ENVOY, which tests/proxy/mod.rs runs.
 kg_envoy >/dev/null
 # tests/openapi.rs runs .tools/venv/bin/schemathesis.

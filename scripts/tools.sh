@@ -24,6 +24,10 @@ kg_has_debian() {
     # Debian puts nginx in /usr/sbin, which is not on a normal user's PATH.
     nginx) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] ;;
     util-linux) command -v taskset >/dev/null 2>&1 ;;
+    # Debian's prometheus package also ships promtool, which the tests run.
+    prometheus) command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 ;;
+    # runc and debootstrap live in /usr/sbin, like nginx.
+    runc | debootstrap) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
