@@ -12,6 +12,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 kg_need_debian redis-server nginx wrk
 # Prometheus and promtool (tests/observability.rs, tests/prometheus_scrape.rs).
 kg_need_debian prometheus
+# tests/container.rs builds the Dockerfile with podman (runc runs it) on a debootstrap base,
+# exported as KEYGATE_CONTAINER_BASE.
+kg_need_debian podman runc
+kg_container_base >/dev/null
 # Exports KEYGATE_ENVOY, which tests/proxy/mod.rs runs.
 kg_envoy >/dev/null
 # tests/openapi.rs runs .tools/venv/bin/schemathesis.
