@@ -10,11 +10,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 # All three at once: one apt-get run on a fresh machine.
 kg_need_debian redis-server nginx wrk
-# Prometheus and promtool (tests/observability.rs, tests/prometheus_scrape.rs).
-kg_need_debian prometheus
-# tests/container.rs builds the Dockerfile with podman (runc runs it) on a debootstrap base,
-# exported as KEYGATE_CONTAINER_BASE.
-kg_need_debian podman runc
+# One apt-get run for the operations tests: Prometheus and promtool (tests/observability.rs,
+# tests/prometheus_scrape.rs); podman and runc, which build and run the Dockerfile's image on a
+# debootstrap base, exported as KEYGATE_CONTAINER_BASE (tests/container.rs).
+kg_need_debian prometheus podman runc
 kg_container_base >/dev/null
 # Exports KEYGATE_ENVOY, which tests/proxy/mod.rs runs.
 kg_envoy >/dev/null
