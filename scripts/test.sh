@@ -12,8 +12,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 kg_need_debian redis-server nginx wrk
 # One apt-get run for the operations tests: Prometheus and promtool (tests/observability.rs,
 # tests/prometheus_scrape.rs); podman and runc, which build and run the Dockerfile's image on a
-# debootstrap base, exported as KEYGATE_CONTAINER_BASE (tests/container.rs).
-kg_need_debian prometheus podman runc
+# base made with debootstrap, exported as KEYGATE_CONTAINER_BASE (tests/container.rs).
+kg_need_debian prometheus podman runc debootstrap
 kg_container_base >/dev/null
 # Exports KEYGATE_ENVOY, which tests/proxy/mod.rs runs.
 kg_envoy >/dev/null
