@@ -7,16 +7,26 @@
 # The config is read from /etc/keygate/keygate.yaml (KEYGATE_CONFIG); the file store keeps its
 # state in /var/lib/keygate (mount a volume there, or use the Redis backend). Set
 # KEYGATE_ADMIN_TOKEN to start the admin listener.
+#
+# Where no registry can be reached, the two images this file pulls can be replaced (this is
+# how tests/container.rs builds it; docs/operations.md has the details):
+#   --build-context build=DIR      a directory holding a built binary at
+#                                  DIR/src/target/release/keygate stands in for the build stage
+#   --build-arg BASE=IMAGE         a local Debian bookworm image (e.g. a debootstrap root
+#                                  filesystem, `podman import`ed) stands in for bookworm-slim
+
+ARG BASE=debian:bookworm-slim
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
+COPY crates ./crates
 RUN cargo build --release --locked --bin keygate \
     && strip target/release/keygate
 
-FROM debian:bookworm-slim
+FROM ${BASE}
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \

@@ -10,6 +10,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 # All three at once: one apt-get run on a fresh machine.
 kg_need_debian redis-server nginx wrk
+# One apt-get run for the operations tests: Prometheus and promtool (tests/observability.rs,
+# tests/prometheus_scrape.rs); podman and runc, which build and run the Dockerfile's image on a
+# base made with debootstrap, exported as KEYGATE_CONTAINER_BASE (tests/container.rs).
+kg_need_debian prometheus podman runc debootstrap
+kg_container_base >/dev/null
 # Exports KEYGATE_ENVOY, which tests/proxy/mod.rs runs.
 kg_envoy >/dev/null
 # tests/openapi.rs runs .tools/venv/bin/schemathesis.

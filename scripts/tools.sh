@@ -24,6 +24,10 @@ kg_has_debian() {
     # Debian puts nginx in /usr/sbin, which is not on a normal user's PATH.
     nginx) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] ;;
     util-linux) command -v taskset >/dev/null 2>&1 ;;
+    # Debian's prometheus package also ships promtool, which the tests run.
+    prometheus) command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 ;;
+    # runc and debootstrap live in /usr/sbin, like nginx.
+    runc | debootstrap) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
@@ -104,4 +108,35 @@ kg_envoy() {
   }
   export KEYGATE_ENVOY
   echo "$KEYGATE_ENVOY"
+}
+
+# kg_container_base: the path of a Debian bookworm root filesystem tarball
+# (.tools/debian-bookworm-minbase.tar), made once with debootstrap from Debian's packages, which
+# tests/container.rs imports as the base of the Dockerfile's image where no registry can be
+# reached. Also exports KEYGATE_CONTAINER_BASE (call it directly for that, as kg_envoy).
+kg_container_base() {
+  local tar="$kg_root/.tools/debian-bookworm-minbase.tar" sudo="" dir
+  if [ ! -s "$tar" ]; then
+    kg_need_debian debootstrap || return
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    dir="$(mktemp -d)" || return
+    kg_say "making a Debian bookworm base image with debootstrap into .tools/"
+    # minbase: apt, dpkg and essential packages only, as Debian's -slim images; the mirror is
+    # the one Debian's images use. Docs, man pages, locales and apt's caches are dropped, as
+    # -slim drops them.
+    $sudo debootstrap --variant=minbase bookworm "$dir/root" http://deb.debian.org/debian \
+      >"$dir/debootstrap.log" 2>&1 || {
+      tail -n 20 "$dir/debootstrap.log" >&2
+      $sudo rm -rf "$dir"
+      return 1
+    }
+    $sudo rm -rf "$dir"/root/var/cache/apt/archives/*.deb "$dir"/root/var/lib/apt/lists/* \
+      "$dir/root/usr/share/doc" "$dir/root/usr/share/man" "$dir/root/usr/share/locale"
+    mkdir -p "$kg_root/.tools" || return
+    $sudo tar -C "$dir/root" -cf "$tar.tmp" . && $sudo mv "$tar.tmp" "$tar" || return
+    $sudo rm -rf "$dir"
+  fi
+  KEYGATE_CONTAINER_BASE="$tar"
+  export KEYGATE_CONTAINER_BASE
+  echo "$KEYGATE_CONTAINER_BASE"
 }
