@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The fleet on one machine: a Redis primary and one replica, N real keygate sidecars (release
 build, separate processes) following the replica, and what a fleet costs and how fast it
-converges: revocation latency until the *last* sidecar refuses the key (p50, p99, max over
-rounds), and Redis's commands per second and CPU, idle and while every sidecar serves
+converges: revocation latency until the *last* sidecar refuses the key, and the same for an
+update in place (a key's scopes narrowed) (p50, p99, max over rounds), and Redis's commands per second and CPU, idle and while every sidecar serves
 allowed requests, per instance.
 
 Run through bench/fleet.sh, which installs what it needs and builds keygate:
@@ -154,13 +154,13 @@ async def status(conn, key, uri="/v1/x"):
     return await conn.status(key, uri)
 
 
-async def until_all(conns, key, want, deadline=30.0):
+async def until_all(conns, key, want, deadline=30.0, uri="/v1/x"):
     """Polls every sidecar until each answers `want`; seconds until the last did."""
     start = time.monotonic()
 
     async def one(conn):
         while True:
-            if await status(conn, key) == want:
+            if await status(conn, key, uri) == want:
                 return time.monotonic() - start
             if time.monotonic() - start > deadline:
                 raise TimeoutError(f"a sidecar did not answer {want} within {deadline} s")
@@ -273,6 +273,17 @@ async def main():
             spent = time.monotonic() - t0
             latencies.append(await until_all(conns, made["key"], 401) + spent)
 
+        # Updates in place: a key's scopes narrowed (`keys update --scope`), until the last
+        # sidecar refuses it a route outside them.
+        updates = []
+        for _ in range(rounds):
+            made = json.loads(cli(admin_cfg, "keys", "create", "--account", "fleet", "--scheme", "live"))
+            await until_all(conns, made["key"], 200, uri="/v1/tokens")
+            t0 = time.monotonic()
+            cli(admin_cfg, "keys", "update", made["id"], "--scope", "usage:read")
+            spent = time.monotonic() - t0
+            updates.append(await until_all(conns, made["key"], 403, uri="/v1/tokens") + spent)
+
         # Under load: every sidecar allowing requests of ACTIVE keys in turn for 10 s.
         active = [key] + [json.loads(cli(admin_cfg, "keys", "create", "--account", "fleet",
                                           "--scheme", "live"))["key"] for _ in range(ACTIVE - 1)]
@@ -296,10 +307,13 @@ async def main():
         load_cpu = sum(float(y["used_cpu_sys"]) + float(y["used_cpu_user"]) - float(x["used_cpu_sys"]) - float(x["used_cpu_user"]) for x, y in zip(a, b)) / secs * 100
 
         ms = [x * 1000 for x in latencies]
-        print(f"| instances | revocation to the last, p50 / p99 / max (ms) | Redis idle: commands/s per instance, CPU % | "
+        ums = [x * 1000 for x in updates]
+        print(f"| instances | revocation to the last, p50 / p99 / max (ms) | update to the last, p50 / p99 / max (ms) | "
+              f"Redis idle: commands/s per instance, CPU % | "
               f"Redis under load ({counted[0] / secs:.0f} allowed/s over {ACTIVE} keys): commands/s per instance, CPU % |")
-        print("|---:|---|---|---|")
+        print("|---:|---|---|---|---|")
         print(f"| {n} | {statistics.median(ms):.1f} / {pct(ms, 0.99):.1f} / {max(ms):.1f} | "
+              f"{statistics.median(ums):.1f} / {pct(ums, 0.99):.1f} / {max(ums):.1f} | "
               f"{idle_cmds / n:.2f}, {idle_cpu:.1f} % | {load_cmds / n:.2f}, {load_cpu:.1f} % |")
     finally:
         for p in procs:

@@ -190,5 +190,12 @@ pub fn denied(d: &Denial) -> Response<Body> {
         h.insert(header::WWW_AUTHENTICATE, v);
     }
     put_fields(h, d.limit_headers());
+    if let Some(id) = d.request_id.as_deref()
+        && let Ok(v) = HeaderValue::from_str(id)
+    {
+        h.insert(REQUEST_ID.clone(), v);
+    }
     r
 }
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -22,6 +22,7 @@ use keygate_store::replica::Replica;
 use keygate_store::usage::UsageCounter;
 use zeroize::Zeroizing;
 
+use crate::ids::RequestIds;
 use crate::limiter::{Count, Lease, Limiter};
 use crate::observe::{Frontend, Observer};
 use crate::verify::Verifier;
@@ -169,7 +170,10 @@ impl Engine {
                 start,
                 need: Need::Verify,
             }),
-            o => self.record(o, frontend, now, start, After::default()),
+            o => {
+                let ids = || RequestIds::of(req.headers);
+                self.record(o, frontend, now, start, After::default(), &ids)
+            }
         }
     }
 
@@ -232,7 +236,8 @@ impl Engine {
             },
         };
         let o = decide(&p.schemes, &p.routes, &table, req, pending.now, &check);
-        match self.record(o, frontend, pending.now, pending.start, after) {
+        let ids = || RequestIds::of(req.headers);
+        match self.record(o, frontend, pending.now, pending.start, after, &ids) {
             Step::Verify(mut next) => {
                 match &mut next.need {
                     Need::Credits { verified: v } | Need::Budgets { verified: v, .. } => {
@@ -273,7 +278,8 @@ impl Engine {
     }
 
     /// Records a decision, or asks for a credit or rate limit lease first (`after`: what was
-    /// asked for this request already).
+    /// asked for this request already). A denial carries the request's id (`ids` is asked
+    /// only for denials, and for allows when decisions are logged).
     fn record(
         &self,
         o: Outcome<'_>,
@@ -281,8 +287,9 @@ impl Engine {
         now: i64,
         start: Instant,
         after: After,
+        ids: &dyn Fn() -> RequestIds,
     ) -> Step {
-        let decision = match o {
+        let mut decision = match o {
             Outcome::Allow(a) => match self.count(a, now, after) {
                 Ok(d) => d,
                 Err((entry, need)) => {
@@ -310,15 +317,37 @@ impl Engine {
         let reason = decision.as_ref().err().map(|d| d.reason);
         self.observer
             .decision(frontend, reason, start.elapsed().as_secs_f64());
-        if let Some(r) = reason {
-            tracing::debug!(frontend = frontend.as_str(), reason = r.as_str(), "denied");
-        } else if let Ok(a) = &decision {
-            tracing::trace!(
-                frontend = frontend.as_str(),
-                key_id = a.key.id(),
-                account = a.key.account(),
-                "allowed"
-            );
+        let logged = tracing::enabled!(tracing::Level::DEBUG);
+        match &mut decision {
+            Err(d) => {
+                let RequestIds {
+                    request_id,
+                    trace_id,
+                } = ids();
+                if logged {
+                    tracing::debug!(
+                        frontend = frontend.as_str(),
+                        reason = d.reason.as_str(),
+                        key_id = d.key.as_ref().map(|k| k.id()),
+                        request_id = request_id.as_str(),
+                        trace_id = trace_id.as_deref(),
+                        "denied"
+                    );
+                }
+                d.request_id = Some(request_id.into());
+            }
+            Ok(a) if logged => {
+                let ids = ids();
+                tracing::debug!(
+                    frontend = frontend.as_str(),
+                    key_id = a.key.id(),
+                    account = a.key.account(),
+                    request_id = ids.request_id.as_str(),
+                    trace_id = ids.trace_id.as_deref(),
+                    "allowed"
+                );
+            }
+            Ok(_) => {}
         }
         Step::Done(decision)
     }

@@ -5,12 +5,14 @@
 //!
 //! # Layout
 //! - [`engine`]: the authorizer: first pass, verification, second pass; sync and async.
+//! - [`ids`]: a request's id and trace id, for its log lines and its denial.
 //! - [`limiter`]: rate limit counters over fixed windows.
 //! - [`wallet`]: credits spent from leases taken from the store.
 //! - [`verify`]: the hash thread pool, the verification cache and the failure throttle.
 //! - [`observe`]: the bounded labels (frontend, verification) and the observer trait.
 
 pub mod engine;
+pub mod ids;
 pub mod limiter;
 pub mod observe;
 pub mod verify;

@@ -88,13 +88,8 @@ pub fn decide<'r, H: Headers + ?Sized>(
 ) -> Outcome<'r> {
     let deny = |reason, bearer, presented| {
         Outcome::Deny(Denial {
-            reason,
-            bearer,
             presented,
-            scope: None,
-            account_status: None,
-            limit: None,
-            key: None,
+            ..Denial::new(reason, bearer)
         })
     };
     if !table.is_loaded() {

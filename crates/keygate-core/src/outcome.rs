@@ -95,6 +95,10 @@ pub struct Denial {
     /// The key refused, when the request presented a known one: usage counts denials of
     /// known keys by reason. Not part of the answer, so not compared.
     pub key: Option<KeyRef>,
+    /// The request's id (the proxy's, or one the authorizer made), which a data plane gives
+    /// the client with the denial (`x-request-id`), so that it can be found in the logs. Not
+    /// compared either.
+    pub request_id: Option<Box<str>>,
 }
 
 impl PartialEq for Denial {
@@ -139,6 +143,7 @@ impl Denial {
             account_status: None,
             limit: None,
             key: None,
+            request_id: None,
         }
     }
 

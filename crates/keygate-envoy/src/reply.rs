@@ -1,5 +1,5 @@
 //! Local replies: a denial answered by Envoy itself, with keygate's status, JSON body,
-//! `WWW-Authenticate` and limit fields.
+//! `WWW-Authenticate`, limit fields and the request's id.
 
 use keygate_core::decide::Denial;
 
@@ -14,6 +14,9 @@ pub fn deny(envoy: FilterEnvoyPtr, d: &Denial) {
         headers.push(header("www-authenticate", w));
     }
     headers.extend(limit.iter().map(|(k, v)| header(k, v)));
+    if let Some(id) = d.request_id.as_deref() {
+        headers.push(header("x-request-id", id));
+    }
     let body = d.body();
     let details = format!("keygate_{}", d.reason.as_str());
     // SAFETY: on the worker, in the stream's hook; Envoy copies everything before returning.

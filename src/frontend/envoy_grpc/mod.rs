@@ -278,6 +278,13 @@ pub fn deny(d: &Denial) -> CheckResponse {
     for (k, v) in d.limit_headers() {
         headers.push(header(k, &v, HeaderAppendAction::OverwriteIfExistsOrAdd));
     }
+    if let Some(id) = d.request_id.as_deref() {
+        headers.push(header(
+            "x-request-id",
+            id,
+            HeaderAppendAction::OverwriteIfExistsOrAdd,
+        ));
+    }
     CheckResponse {
         status: Some(rpc::Status {
             code: d.grpc_code(),
