@@ -29,10 +29,11 @@ def free_port():
 
 def config(work, store):
     text = open(os.path.join(ROOT, "config/keygate.yaml")).read()
-    text = text.replace("  path: data/keygate.json\n", f"  path: {work}/keygate.json\n")
+    old = "  backend: file             # embedded default: one local file\n  path: data/keygate.json\n"
+    new = f"  backend: file\n  path: {work}/keygate.json\n"
     if store != "file":
-        text = text.replace("  backend: file             # embedded default: one local file\n",
-                            f"  backend: redis\n  url: {store}\n")
+        new = f"  backend: redis\n  url: {store}\n"
+    text = text.replace(old, new)
     path = os.path.join(work, "keygate.yaml")
     open(path, "w").write(text)
     return path

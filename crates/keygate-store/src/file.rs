@@ -170,6 +170,12 @@ impl FileStore {
         self.read_with(move |s| s.accounts.get(&id).cloned()).await
     }
 
+    pub async fn get_accounts(&self, ids: &[String]) -> Result<Vec<Option<Account>>, StoreError> {
+        let ids = ids.to_vec();
+        self.read_with(move |s| ids.iter().map(|id| s.accounts.get(id).cloned()).collect())
+            .await
+    }
+
     pub async fn keys_of(&self, account: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
         let a = account.map(String::from);
         self.read_with(move |s| {

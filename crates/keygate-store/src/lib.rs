@@ -175,6 +175,11 @@ impl Store {
         each!(self, b => b.get_account(id).await)
     }
 
+    /// The records of these accounts, `None` where there is none (one read).
+    pub async fn get_accounts(&self, ids: &[String]) -> Result<Vec<Option<Account>>, StoreError> {
+        each!(self, b => b.get_accounts(ids).await)
+    }
+
     /// Keys of one account, or all keys.
     pub async fn keys_of(&self, account: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
         each!(self, b => b.keys_of(account).await)
@@ -233,6 +238,16 @@ impl Store {
     /// Puts unspent credits of a lease back, if the balance is still the one they came from.
     pub async fn give_back_credits(&self, lease: &CreditLease, n: u64) -> Result<(), StoreError> {
         each!(self, b => b.give_back_credits(lease, n).await)
+    }
+
+    /// Records a bulk write (an import) puts in one atomic change: on Redis small enough that
+    /// one Lua call does not hold the server long, on the file store large, since each write
+    /// rewrites the whole file.
+    pub fn bulk_chunk(&self) -> usize {
+        match self {
+            Store::Redis(_) => 2_000,
+            Store::File(_) => 100_000,
+        }
     }
 
     /// Whether rate limits are counted fleet-wide in this store (Redis), rather than per

@@ -3,8 +3,8 @@
 //! `POST /api/keys/import`) for migrations.
 //!
 //! A bulk import checks every line first; a line that fails is refused with its number and
-//! reason and writes nothing. The rest go in chunks of [`CHUNK`], each one atomic write (one
-//! Lua call on Redis) that takes only digests not yet present: a digest already in the store,
+//! reason and writes nothing. The rest go in chunks (the store's [`Store::bulk_chunk`]), each one
+//! atomic write (one Lua call on Redis) that takes only digests not yet present: a digest already in the store,
 //! or earlier in the same file, is skipped, so running an import again is safe. A line over
 //! its account's plan limit of active keys is refused. Reads are narrow (the chunk's digests,
 //! the accounts it names), so a chunk costs the same on a table of any size.
@@ -21,6 +21,9 @@ use crate::core::key::{self, KeyHash, KeyRecord};
 use crate::core::meta::Meta;
 use crate::service::unix_now;
 use crate::store::StoreError;
+
+#[cfg(doc)]
+use crate::store::Store;
 use crate::store::state::{Change, ChangeError};
 
 /// One imported key: `keygate keys import` and each line of a bulk import.
@@ -40,8 +43,6 @@ pub struct ImportKey {
     pub meta: Option<Meta>,
 }
 
-/// Lines written per atomic chunk.
-pub const CHUNK: usize = 1_000;
 /// Longest line of a bulk import.
 const MAX_LINE: usize = 16 * 1024;
 
@@ -73,12 +74,11 @@ struct Ready {
 
 impl Manager {
     /// Checks one import and makes its record (not yet written).
-    async fn import_record(
+    fn import_record(
         &self,
         req: ImportKey,
         now: i64,
-        plans: &mut HashMap<String, Option<u32>>,
-    ) -> Result<([u8; 32], KeyRecord, Option<u32>), ManageError> {
+    ) -> Result<([u8; 32], KeyRecord), ManageError> {
         check_account("account", &req.account)?;
         let si = self.scheme(Some(&req.scheme))?;
         let s = &self.settings.policy.schemes[si];
@@ -89,15 +89,6 @@ impl Manager {
             key::from_hex32(&req.sha256).ok_or_else(|| bad("sha256", "expected 64 hex digits"))?;
         let expires = self.check_common(&req.name, &req.scopes, &req.expires_at, now)?;
         check_meta(req.meta.as_ref())?;
-        let max = match plans.get(&req.account) {
-            Some(m) => *m,
-            None => {
-                let plan = self.account_plan(&req.account).await?;
-                let m = self.max_keys(plan.as_deref());
-                plans.insert(req.account.clone(), m);
-                m
-            }
-        };
         let id = key::random_base62(crate::core::scheme::ID_LEN).to_string();
         let mut rec = KeyRecord::new(
             id,
@@ -111,13 +102,14 @@ impl Manager {
         rec.scopes = req.scopes;
         rec.expires_at = expires;
         rec.meta = req.meta.filter(|m| !m.is_empty());
-        Ok((digest, rec, max))
+        Ok((digest, rec))
     }
 
     /// `keygate keys import --sha256`: one digest; an existing one is a conflict.
     pub async fn import_key(&self, actor: &str, req: ImportKey) -> Result<KeyView, ManageError> {
         let now = unix_now();
-        let (digest, rec, max) = self.import_record(req, now, &mut HashMap::new()).await?;
+        let (digest, rec) = self.import_record(req, now)?;
+        let max = self.max_keys(self.account_plan(&rec.account).await?.as_deref());
         if self.store.digest_exists(&digest).await? {
             return Err(ManageError::Conflict(
                 "a key with this digest exists".into(),
@@ -145,7 +137,6 @@ impl Manager {
     ) -> Result<ImportReport, ManageError> {
         let now = unix_now();
         let mut report = ImportReport::default();
-        let mut plans = HashMap::new();
         let mut seen = HashSet::new();
         let mut ready = Vec::new();
         let lines: Vec<&str> = text.lines().collect();
@@ -160,35 +151,51 @@ impl Manager {
             } else {
                 serde_json::from_str::<ImportKey>(line).map_err(|e| format!("invalid JSON: {e}"))
             };
-            let checked = match parsed {
-                Ok(req) => self
-                    .import_record(req, now, &mut plans)
-                    .await
-                    .map_err(|e| match e {
-                        ManageError::BadRequest { .. } => Ok(e.to_string()),
-                        e => Err(e),
-                    }),
-                Err(reason) => Err(Ok(reason)),
-            };
+            let checked =
+                parsed.and_then(|req| self.import_record(req, now).map_err(|e| e.to_string()));
             match checked {
-                Ok((digest, record, max)) if seen.insert(digest) => ready.push(Ready {
+                Ok((digest, record)) if seen.insert(digest) => ready.push(Ready {
                     line: line_no,
                     record,
                     digest,
-                    max,
+                    max: None,
                 }),
                 Ok(_) => report.skipped += 1,
-                Err(Ok(reason)) => report.refused.push(RefusedLine {
+                Err(reason) => report.refused.push(RefusedLine {
                     line: line_no,
                     reason,
                 }),
-                Err(Err(e)) => return Err(e),
             }
+        }
+        // The accounts' plan limits, in one narrow read.
+        let mut accounts: Vec<String> = ready.iter().map(|r| r.record.account.clone()).collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        let found = self.store.get_accounts(&accounts).await?;
+        let max: HashMap<String, Option<u32>> = accounts
+            .into_iter()
+            .zip(found)
+            .map(|(a, f)| {
+                let m = self.max_keys(f.and_then(|f| f.plan).as_deref());
+                (a, m)
+            })
+            .collect();
+        for r in &mut ready {
+            r.max = max.get(&r.record.account).copied().flatten();
         }
         let mut active: HashMap<String, usize> = HashMap::new();
         let mut done = lines.len() - ready.len();
         progress(done, lines.len());
-        for chunk in ready.chunks(CHUNK) {
+        // One narrow read for every digest of the file (a re-run finds them all here); a
+        // digest written meanwhile by another writer is caught by the chunk's own write.
+        let digests: Vec<[u8; 32]> = ready.iter().map(|r| r.digest).collect();
+        let present = self.store.ids_of_digests(&digests).await?;
+        let before = ready.len();
+        let mut present = present.into_iter();
+        ready.retain(|_| present.next().flatten().is_none());
+        report.skipped += (before - ready.len()) as u64;
+        done += before - ready.len();
+        for chunk in ready.chunks(self.store.bulk_chunk()) {
             self.import_chunk(actor, chunk, now, &mut active, &mut report)
                 .await?;
             done += chunk.len();
@@ -208,9 +215,15 @@ impl Manager {
         active: &mut HashMap<String, usize>,
         report: &mut ImportReport,
     ) -> Result<(), ManageError> {
-        for _attempt in 0..3 {
-            let digests: Vec<[u8; 32]> = chunk.iter().map(|r| r.digest).collect();
-            let present = self.store.ids_of_digests(&digests).await?;
+        for attempt in 0..3 {
+            // Checked for the whole file already; read again only after a lost race.
+            let present = match attempt {
+                0 => vec![None; chunk.len()],
+                _ => {
+                    let digests: Vec<[u8; 32]> = chunk.iter().map(|r| r.digest).collect();
+                    self.store.ids_of_digests(&digests).await?
+                }
+            };
             let mut records = Vec::new();
             let mut max_active = BTreeMap::new();
             let mut adding: HashMap<&str, usize> = HashMap::new();

@@ -283,6 +283,10 @@ impl RedisStore {
         self.retry(|| self.get_account_once(id)).await
     }
 
+    pub async fn get_accounts(&self, ids: &[String]) -> Result<Vec<Option<Account>>, StoreError> {
+        self.retry(|| self.get_accounts_once(ids)).await
+    }
+
     pub async fn keys_of(&self, account: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
         self.retry(|| self.keys_of_once(account)).await
     }

@@ -34,6 +34,29 @@ impl RedisStore {
             .transpose()
     }
 
+    pub(super) async fn get_accounts_once(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<Account>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut con = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for part in ids.chunks(10_000) {
+            pipe.cmd("HMGET").arg(self.k("accounts")).arg(part);
+        }
+        let parts: Vec<Vec<Option<String>>> = pipe.query_async(&mut con).await.map_err(err)?;
+        parts
+            .into_iter()
+            .flatten()
+            .map(|js| {
+                js.map(|js| serde_json::from_str(&js).map_err(|e| bad_json("redis account", e)))
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// Keys of one account, or every key.
     pub(super) async fn keys_of_once(
         &self,
@@ -85,12 +108,13 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let mut con = self.conn().await?;
-        redis::cmd("HMGET")
-            .arg(self.k("digests"))
-            .arg(hexes)
-            .query_async(&mut con)
-            .await
-            .map_err(err)
+        // Pipelined in parts, so that no one reply is huge.
+        let mut pipe = redis::pipe();
+        for part in hexes.chunks(10_000) {
+            pipe.cmd("HMGET").arg(self.k("digests")).arg(part);
+        }
+        let parts: Vec<Vec<Option<String>>> = pipe.query_async(&mut con).await.map_err(err)?;
+        Ok(parts.into_iter().flatten().collect())
     }
 
     /// The records of these ids that exist.
