@@ -19,21 +19,33 @@ local insync = (srev and tonumber(srev) == cur)
 local nb = tonumber(ARGV[6])
 if insync and nb < 0 then return -2 end
 local rev = redis.call('INCR', KEYS[1])
+-- Field-value pairs set with one HSET per 500, not one call each: a bulk write of thousands of
+-- keys spends most of its time in calls otherwise.
+local function hset_all(key, pairs)
+  for j = 1, #pairs, 1000 do
+    redis.call('HSET', key, unpack(pairs, j, math.min(j + 999, #pairs)))
+  end
+end
 local i = 7
 if nb > 0 then
+  local b = {}
   for _ = 1, nb do
-    if insync then redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]) end
+    b[#b + 1] = ARGV[i]; b[#b + 1] = ARGV[i + 1]
     i = i + 2
   end
+  if insync then hset_all(KEYS[7], b) end
 end
 if insync then redis.call('SET', KEYS[8], rev) end
 local nk = tonumber(ARGV[i]); i = i + 1
+local recs, digs = {}, {}
 for _ = 1, nk do
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  recs[#recs + 1] = ARGV[i]; recs[#recs + 1] = ARGV[i + 1]
   redis.call('SADD', ARGV[4] .. ARGV[i + 2], ARGV[i])
-  if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[6], ARGV[i + 3], ARGV[i]) end
+  if ARGV[i + 3] ~= '' then digs[#digs + 1] = ARGV[i + 3]; digs[#digs + 1] = ARGV[i] end
   i = i + 4
 end
+hset_all(KEYS[2], recs)
+hset_all(KEYS[6], digs)
 local na = tonumber(ARGV[i]); i = i + 1
 for _ = 1, na do
   redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
