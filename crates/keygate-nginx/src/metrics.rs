@@ -1,6 +1,7 @@
 //! The Prometheus text a `keygate_metrics` location serves: the sidecar's metric families, with
 //! the sidecar's names, help, types and labels, read from the shared zone, so that any worker
-//! answers for the whole nginx. Decisions carry `frontend="nginx_module"`.
+//! answers for the whole nginx. Decisions carry `frontend="nginx_module"`. One family is the
+//! module's own: `keygate_workers`, the workers running keygate.
 //!
 //! What each worker knows alone is summed (store reconnects, loads, usage flushes) or shown as
 //! the least current worker's (`keygate_keys` and `keygate_table_revision` the lowest,
@@ -169,6 +170,13 @@ pub fn render(s: &Shared) -> String {
             "1 while the store is reachable",
             GAUGE,
             vec![gauge(if connected { 1.0 } else { 0.0 })],
+        ),
+        // nginx's own: how many workers run keygate (each holds a table).
+        family(
+            "keygate_workers",
+            "nginx worker processes running keygate, each with its own key table",
+            GAUGE,
+            vec![gauge(s.live().count() as f64)],
         ),
         family(
             "keygate_table_revision",
