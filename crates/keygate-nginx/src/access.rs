@@ -18,7 +18,7 @@ use ngx::ffi::{
 
 use crate::ctx::{self, Ctx, State};
 use crate::headers::{self, NginxHeaders, NoMemory, bytes};
-use crate::worker::{self, Name, Worker};
+use crate::worker::{self, Worker};
 
 /// The access handler's work for `r`, a main request; `enabled`: its location has
 /// `keygate on`. Identity headers a client sent are removed on every location (the
@@ -47,8 +47,7 @@ pub unsafe fn check(r: *mut ngx_http_request_t, enabled: bool) -> ngx_int_t {
                 NGX_DECLINED as ngx_int_t
             };
         };
-        let strip = w.wire.identity.each_ref().map(|n| (n, None));
-        if headers::apply(&mut *r, &strip).is_err() {
+        if headers::apply(&mut *r, &[], &w.wire.identity).is_err() {
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         }
         if !enabled {
@@ -106,10 +105,11 @@ unsafe fn answer(r: *mut ngx_http_request_t, w: &Worker, ctx: &mut Ctx, d: Decis
 /// Sets the identity headers this key has, removes the ones it has not and the credentials.
 unsafe fn allow(r: &mut ngx_http_request_t, w: &Worker, a: &Allow) -> Result<(), NoMemory> {
     let wire = &w.wire;
-    let mut changes: Vec<(&Name, Option<&str>)> = wire.identity.iter().zip(a.identity()).collect();
-    changes.extend(wire.credentials.iter().map(|n| (n, None)));
+    let [k, c, s, p] = &wire.identity;
+    let [vk, vc, vs, vp] = a.identity();
+    let set = [(k, vk), (c, vc), (s, vs), (p, vp)];
     // SAFETY: the caller's contract; the names live as long as the worker.
-    unsafe { headers::apply(r, &changes) }
+    unsafe { headers::apply(r, &set, &wire.credentials) }
 }
 
 /// Runs `f` on the core's request made from nginx's: the method and the URI (path and query)

@@ -11,7 +11,7 @@
 use std::ffi::c_void;
 
 use keygate_authz::Pending;
-use ngx::ffi::{ngx_http_request_t, ngx_pool_cleanup_add, ngx_pool_cleanup_t};
+use ngx::ffi::{ngx_http_request_t, ngx_palloc, ngx_pool_cleanup_add, ngx_pool_cleanup_t};
 
 use crate::headers::NoMemory;
 
@@ -32,13 +32,16 @@ pub struct Ctx {
     pub limit_fields: Vec<(&'static str, String)>,
 }
 
-/// Drops a request's [`Ctx`] with its pool.
+// The pool aligns what it allocates to a word.
+const _: () = assert!(align_of::<Ctx>() <= size_of::<usize>());
+
+/// Drops a request's [`Ctx`] with its pool (which frees its memory).
 unsafe extern "C" fn drop_ctx(data: *mut c_void) {
     crate::guard("request cleanup", (), || {
         if !data.is_null() {
-            // SAFETY: made by Box::into_raw in `get_or_create`; the pool runs each cleanup
+            // SAFETY: written by `get_or_create` into the pool; the pool runs each cleanup
             // once.
-            drop(unsafe { Box::from_raw(data.cast::<Ctx>()) });
+            unsafe { std::ptr::drop_in_place(data.cast::<Ctx>()) };
         }
     })
 }
@@ -88,14 +91,16 @@ pub unsafe fn get_or_create<'a>(r: &ngx_http_request_t) -> Result<&'a mut Ctx, N
         if let Some(c) = find(r) {
             return Ok(c);
         }
+        // In the request's pool rather than the heap: nothing to free per request.
+        let ctx = ngx_palloc(r.pool, size_of::<Ctx>()).cast::<Ctx>();
         let cln = ngx_pool_cleanup_add(r.pool, 0);
-        if cln.is_null() {
+        if ctx.is_null() || cln.is_null() {
             return Err(NoMemory);
         }
-        let ctx = Box::into_raw(Box::new(Ctx {
+        ctx.write(Ctx {
             state: State::Fresh,
             limit_fields: Vec::new(),
-        }));
+        });
         (*cln).handler = Some(drop_ctx);
         (*cln).data = ctx.cast();
         *slot(r) = ctx.cast();

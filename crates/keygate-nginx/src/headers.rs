@@ -114,61 +114,87 @@ impl Headers for NginxHeaders<'_> {
 #[derive(Debug)]
 pub struct NoMemory;
 
-/// Applies `changes` to the request's headers: each name set to its value (as its only
-/// occurrence), or removed (`None`). Does nothing when no header is to change.
+/// Most headers [`apply`] sets at once (the identity headers are four).
+pub const MAX_SET: usize = 8;
+
+/// Applies changes to the request's headers: each name of `set` set to its value (as its only
+/// occurrence) or removed (`None`), and every name of `remove` removed. Does nothing when no
+/// header is to change. Allocates from the request's pool only (a request is answered in
+/// microseconds: a heap allocation and its free would be a good part of that).
 ///
 /// # Safety
 /// `r` is a live main request on its worker; the names outlive it (a worker's [`Name`]s
-/// live as long as the process).
+/// live as long as the process); `set` has at most [`MAX_SET`] entries (the rest are ignored).
 pub unsafe fn apply(
     r: &mut ngx_http_request_t,
-    changes: &[(&Name, Option<&str>)],
+    set: &[(&Name, Option<&str>)],
+    remove: &[Name],
 ) -> Result<(), NoMemory> {
+    let set = &set[..set.len().min(MAX_SET)];
+    /// What becomes of an element.
+    enum Fate {
+        Keep,
+        Set(usize),
+        Drop,
+    }
+    let fate = |h: &ngx_table_elt_t| {
+        // SAFETY: an element of the request's list.
+        let name = unsafe { lower_name(h) };
+        if let Some(i) = set.iter().position(|(n, _)| n.lower.as_bytes() == name) {
+            Fate::Set(i)
+        } else if remove.iter().any(|n| n.lower.as_bytes() == name) {
+            Fate::Drop
+        } else {
+            Fate::Keep
+        }
+    };
     // SAFETY: the caller's contract; the old elements stay valid (the pool keeps them) while
-    // the list is rebuilt.
+    // the list is rebuilt from a copy of its head.
     unsafe {
-        let old: Vec<*mut ngx_table_elt_t> = element_ptrs(&r.headers_in.headers).collect();
-        let find = |h: &ngx_table_elt_t| {
-            let name = lower_name(h);
-            changes.iter().position(|(n, _)| n.lower.as_bytes() == name)
-        };
-        let adds = changes.iter().any(|(_, v)| v.is_some());
-        if !adds && !old.iter().any(|h| find(&**h).is_some()) {
+        let adds = set.iter().any(|(_, v)| v.is_some());
+        let mut count = 0;
+        let mut changes = adds;
+        for h in elements(&r.headers_in.headers) {
+            count += 1;
+            changes |= !matches!(fate(h), Fate::Keep);
+        }
+        // The common case on every request: no client-sent identity header to strip.
+        if !changes {
             return Ok(());
         }
-        let mut values = Vec::with_capacity(changes.len());
-        for (_, v) in changes {
-            values.push(match v {
-                Some(v) => Some(pool_str(r, v.as_bytes())?),
-                None => None,
-            });
+        let mut values = [None; MAX_SET];
+        for (i, (_, v)) in set.iter().enumerate() {
+            if let Some(v) = v {
+                values[i] = Some(pool_str(r, v.as_bytes())?);
+            }
         }
+        let old = std::ptr::read(&r.headers_in.headers);
         let pool = r.pool;
         let list: *mut ngx_list_t = &mut r.headers_in.headers;
         let size = size_of::<ngx_table_elt_t>();
-        if ngx_list_init(list, pool, (old.len() + changes.len()).max(1), size) != NGX_OK as isize {
+        if ngx_list_init(list, pool, (count + set.len()).max(1), size) != NGX_OK as isize {
+            std::ptr::write(list, old);
             return Err(NoMemory);
         }
-        let mut used = vec![false; changes.len()];
-        for h in old {
+        let mut used = [false; MAX_SET];
+        for h in element_ptrs(&old) {
             let mut copy = *h;
-            if let Some(i) = find(&copy) {
-                match values[i] {
-                    Some(v) if !used[i] => {
-                        copy.value = v;
-                        used[i] = true;
-                    }
-                    _ => {
-                        relocate(r, h, std::ptr::null_mut());
-                        continue;
-                    }
+            match fate(&copy) {
+                Fate::Set(i) if !used[i] && values[i].is_some() => {
+                    copy.value = values[i].unwrap_or(copy.value);
+                    used[i] = true;
+                }
+                Fate::Keep => {}
+                _ => {
+                    relocate(r, h, std::ptr::null_mut());
+                    continue;
                 }
             }
             let to = ngx_list_push(list).cast::<ngx_table_elt_t>();
             to.write(copy);
             relocate(r, h, to);
         }
-        for (i, (name, _)) in changes.iter().enumerate() {
+        for (i, (name, _)) in set.iter().enumerate() {
             let Some(v) = values[i].filter(|_| !used[i]) else {
                 continue;
             };

@@ -69,7 +69,43 @@ pub fn get() -> Option<&'static Worker> {
 
 /// Starts this worker's keygate: the table loaded from a file before the first request (from
 /// Redis when it can be reached), then followed. `index`: nginx's number for this worker.
+///
+/// Every thread keygate starts blocks every signal: nginx's handlers only set flags that the
+/// worker's event loop reads when a signal interrupts its wait, which a signal delivered to
+/// another thread would not do.
 pub fn start(
+    settings: Arc<Settings>,
+    shared: &'static Shared,
+    index: usize,
+) -> Result<(), WorkerError> {
+    let _blocked = SignalsBlocked::new();
+    start_threads(settings, shared, index)
+}
+
+/// Blocks every signal in the calling thread (and so in the threads it starts) until dropped.
+struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    fn new() -> SignalsBlocked {
+        // SAFETY: sigset_t is plain data; the masks are the calling thread's.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            SignalsBlocked(old)
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask `new` saved, in the same thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
+    }
+}
+
+fn start_threads(
     settings: Arc<Settings>,
     shared: &'static Shared,
     index: usize,
