@@ -301,6 +301,11 @@ impl Proxy {
             .body
     }
 
+    /// The process started (nginx's master, for nginx with workers).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
