@@ -64,9 +64,9 @@ pub fn configure() -> Option<(PathBuf, PathBuf)> {
         let err = fs::read_to_string(out.join("nginx-configure.err")).unwrap_or_default();
         let tail: Vec<&str> = err.lines().rev().take(20).collect();
         panic!(
-            "nginx's configure with Debian's flags failed ({status}); it needs the libraries \
-             the flags name (libpcre2-dev, libssl-dev, zlib1g-dev). Its last words:\n{}\n\
-             (whole log: {})",
+            "nginx's configure with Debian's flags failed ({status}); it needs a C compiler \
+             and the libraries the flags name (libpcre2-dev, libssl-dev, zlib1g-dev). Its last \
+             words:\n{}\n(whole log: {})",
             tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
             log.display()
         );
