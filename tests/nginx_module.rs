@@ -154,6 +154,51 @@ async fn only_locations_that_reach_the_access_phase_with_keygate_on_are_checked(
     );
 }
 
+/// The rewrite of the header list, both ways it is done: in place (fewer headers go than keygate
+/// adds) and rebuilt (more go): the application gets every other header, once, and of the
+/// identity headers only keygate's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_gets_keygates_identity_and_every_other_header() {
+    let h = Harness::start().await;
+    let (p, echo) = module_on(&h, 1).await;
+    let key = h.key("live", "acme", None).await;
+    synced(&h, &p).await;
+    let bearer = format!("Bearer {}", key.key);
+    let other: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("x-other-{i}"), format!("v{i}")))
+        .collect();
+    for spoofed in [0, 1, 3, 12] {
+        let mut headers: Vec<(&str, &str)> = vec![("authorization", &bearer)];
+        for (i, (k, v)) in other.iter().enumerate() {
+            headers.push((k, v));
+            if i < spoofed {
+                headers.push(("x-keygate-account", "victim"));
+                headers.push(("x-keygate-plan", "enterprise"));
+            }
+        }
+        let r = http_call(p.addr, "GET", &format!("/v1/rewrite/{spoofed}"), &headers).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        let seen = echo.seen().pop().unwrap();
+        let one = |name: &str| seen.headers.get(name).cloned().unwrap_or_default();
+        assert_eq!(
+            one("x-keygate-account"),
+            vec!["acme".to_string()],
+            "{seen:?}"
+        );
+        assert_eq!(one("x-keygate-key-id"), vec![key.id.clone()], "{seen:?}");
+        assert!(one("x-keygate-plan").is_empty(), "{seen:?}");
+        assert!(one("authorization").is_empty(), "{seen:?}");
+        for (k, v) in &other {
+            assert_eq!(
+                one(k),
+                vec![v.clone()],
+                "{spoofed} spoofed: {k} in {seen:?}"
+            );
+        }
+    }
+    assert_no_worker_lost(&p);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_are_the_sidecars_families() {
     let h = Harness::start().await;

@@ -117,10 +117,24 @@ pub struct NoMemory;
 /// Most headers [`apply`] sets at once (the identity headers are four).
 pub const MAX_SET: usize = 8;
 
+/// Most headers [`apply`] removes without rebuilding the list.
+const MAX_DROPPED: usize = 8;
+
+/// What becomes of an element.
+enum Fate {
+    Keep,
+    Set(usize),
+    Drop,
+}
+
 /// Applies changes to the request's headers: each name of `set` set to its value (as its only
 /// occurrence) or removed (`None`), and every name of `remove` removed. Does nothing when no
 /// header is to change. Allocates from the request's pool only (a request is answered in
 /// microseconds: a heap allocation and its free would be a good part of that).
+///
+/// The common allow (a credential to remove, identity headers to add) is done in place: a
+/// value the client sent for an identity header is replaced, and each removed header's slot
+/// takes a header to add. The list is rebuilt only when more go than come.
 ///
 /// # Safety
 /// `r` is a live main request on its worker; the names outlive it (a worker's [`Name`]s
@@ -131,12 +145,6 @@ pub unsafe fn apply(
     remove: &[Name],
 ) -> Result<(), NoMemory> {
     let set = &set[..set.len().min(MAX_SET)];
-    /// What becomes of an element.
-    enum Fate {
-        Keep,
-        Set(usize),
-        Drop,
-    }
     let fate = |h: &ngx_table_elt_t| {
         // SAFETY: an element of the request's list.
         let name = unsafe { lower_name(h) };
@@ -148,18 +156,11 @@ pub unsafe fn apply(
             Fate::Keep
         }
     };
-    // SAFETY: the caller's contract; the old elements stay valid (the pool keeps them) while
-    // the list is rebuilt from a copy of its head.
+    // SAFETY: the caller's contract.
     unsafe {
         let adds = set.iter().any(|(_, v)| v.is_some());
-        let mut count = 0;
-        let mut changes = adds;
-        for h in elements(&r.headers_in.headers) {
-            count += 1;
-            changes |= !matches!(fate(h), Fate::Keep);
-        }
         // The common case on every request: no client-sent identity header to strip.
-        if !changes {
+        if !adds && elements(&r.headers_in.headers).all(|h| matches!(fate(h), Fate::Keep)) {
             return Ok(());
         }
         let mut values = [None; MAX_SET];
@@ -168,48 +169,105 @@ pub unsafe fn apply(
                 values[i] = Some(pool_str(r, v.as_bytes())?);
             }
         }
+        // Replaced in place: the first element of each name set to a value.
+        let mut replaced: [*mut ngx_table_elt_t; MAX_SET] = [std::ptr::null_mut(); MAX_SET];
+        let mut dropped = [std::ptr::null_mut::<ngx_table_elt_t>(); MAX_DROPPED];
+        let mut n_dropped = 0;
+        let mut count = 0;
+        for h in element_ptrs(&r.headers_in.headers) {
+            count += 1;
+            match fate(&*h) {
+                Fate::Keep => {}
+                Fate::Set(i) if replaced[i].is_null() && values[i].is_some() => {
+                    (*h).value = values[i].unwrap_or((*h).value);
+                    replaced[i] = h;
+                }
+                _ => {
+                    if n_dropped < MAX_DROPPED {
+                        dropped[n_dropped] = h;
+                    }
+                    n_dropped += 1;
+                }
+            }
+        }
+        let pending: usize = (0..set.len())
+            .filter(|i| replaced[*i].is_null() && values[*i].is_some())
+            .count();
+        if n_dropped <= pending {
+            let mut slots = dropped[..n_dropped].iter();
+            for (i, (name, _)) in set.iter().enumerate() {
+                let Some(v) = values[i].filter(|_| replaced[i].is_null()) else {
+                    continue;
+                };
+                let to = match slots.next() {
+                    Some(d) => {
+                        relocate(r, *d, std::ptr::null_mut());
+                        *d
+                    }
+                    None => ngx_list_push(&mut r.headers_in.headers).cast(),
+                };
+                if to.is_null() {
+                    return Err(NoMemory);
+                }
+                to.write(identity(name, v));
+            }
+            return Ok(());
+        }
+        rebuild(r, count + pending, |h| match fate(h) {
+            Fate::Keep => true,
+            Fate::Set(i) => std::ptr::eq(replaced[i], h),
+            Fate::Drop => false,
+        })?;
+        for (i, (name, _)) in set.iter().enumerate() {
+            let Some(v) = values[i].filter(|_| replaced[i].is_null()) else {
+                continue;
+            };
+            let to = ngx_list_push(&mut r.headers_in.headers).cast::<ngx_table_elt_t>();
+            // Room for `count + pending` was made: the push does not allocate.
+            to.write(identity(name, v));
+        }
+        Ok(())
+    }
+}
+
+/// A header keygate sets.
+fn identity(name: &Name, value: ngx_str_t) -> ngx_table_elt_t {
+    let key = ngx_str_t {
+        len: name.lower.len(),
+        data: name.lower.as_ptr().cast_mut(),
+    };
+    ngx_table_elt_t {
+        hash: name.hash,
+        key,
+        value,
+        lowcase_key: key.data,
+    }
+}
+
+/// Builds the list afresh with room for `room` elements, keeping the elements `keep` says so.
+unsafe fn rebuild(
+    r: &mut ngx_http_request_t,
+    room: usize,
+    keep: impl Fn(&ngx_table_elt_t) -> bool,
+) -> Result<(), NoMemory> {
+    // SAFETY: the caller's contract; the old elements stay valid (the pool keeps them) while
+    // the list is rebuilt from a copy of its head.
+    unsafe {
         let old = std::ptr::read(&r.headers_in.headers);
-        let pool = r.pool;
         let list: *mut ngx_list_t = &mut r.headers_in.headers;
         let size = size_of::<ngx_table_elt_t>();
-        if ngx_list_init(list, pool, (count + set.len()).max(1), size) != NGX_OK as isize {
+        if ngx_list_init(list, r.pool, room.max(1), size) != NGX_OK as isize {
             std::ptr::write(list, old);
             return Err(NoMemory);
         }
-        let mut used = [false; MAX_SET];
         for h in element_ptrs(&old) {
-            let mut copy = *h;
-            match fate(&copy) {
-                Fate::Set(i) if !used[i] && values[i].is_some() => {
-                    copy.value = values[i].unwrap_or(copy.value);
-                    used[i] = true;
-                }
-                Fate::Keep => {}
-                _ => {
-                    relocate(r, h, std::ptr::null_mut());
-                    continue;
-                }
+            if !keep(&*h) {
+                relocate(r, h, std::ptr::null_mut());
+                continue;
             }
             let to = ngx_list_push(list).cast::<ngx_table_elt_t>();
-            to.write(copy);
+            to.write(*h);
             relocate(r, h, to);
-        }
-        for (i, (name, _)) in set.iter().enumerate() {
-            let Some(v) = values[i].filter(|_| !used[i]) else {
-                continue;
-            };
-            let key = ngx_str_t {
-                len: name.lower.len(),
-                data: name.lower.as_ptr().cast_mut(),
-            };
-            ngx_list_push(list)
-                .cast::<ngx_table_elt_t>()
-                .write(ngx_table_elt_t {
-                    hash: name.hash,
-                    key,
-                    value: v,
-                    lowcase_key: key.data,
-                });
         }
         Ok(())
     }
