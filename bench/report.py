@@ -39,6 +39,10 @@ LABELS = [
     ("nginx-allow", "6b", "nginx auth_request, allow_all → upstream"),
     ("nginx-allow-id", "6b'", "nginx auth_request, allow_all with identity headers → upstream"),
     ("nginx-sha256", "6c", "nginx auth_request, keygate SHA-256 → upstream"),
+    ("nginx-file", "8", "nginx static file, no auth"),
+    ("nginx-module-file", "8a", "nginx + keygate module, SHA-256 (Bearer), static file"),
+    ("nginx-module-file-argon2", "8b", "nginx + keygate module, Argon2, verified (x-api-key), static file"),
+    ("nginx-module", "8c", "nginx + keygate module (config/nginx-module.conf), SHA-256 → upstream"),
 ]
 
 LOADGEN_LABELS = [
@@ -156,6 +160,21 @@ def ratios(rows, lg):
               rows, "nginx-sha256", "nginx-allow", 5, fmt="{:.2f}"),
         ratio("6c÷6b authorization server's CPU per request, keygate ÷ allow_all",
               rows, "nginx-sha256", "nginx-allow", 6, fmt="{:.2f}"),
+    ]
+    for key, n, what in [("nginx-module-file", "8a", "SHA-256"),
+                         ("nginx-module-file-argon2", "8b", "Argon2, cached")]:
+        out.append(ratio(f"{n}÷8 nginx + keygate module, {what} ÷ nginx alone (static file), req/s",
+                         rows, key, "nginx-file", 2, target=at_least(0.90, "≥ 0.90")))
+        out.append(ratio(f"{n}−8 nginx + keygate module, {what} − nginx alone, p99 (ms)",
+                         rows, key, "nginx-file", 4, op=sub, fmt="{:+.2f}",
+                         target=at_most(0.2, "≤ +0.2")))
+        out.append(ratio(f"{n}−8 nginx + keygate module, {what} − nginx alone, nginx's CPU per request (µs)",
+                         rows, key, "nginx-file", 5, op=sub, fmt="{:+.2f}"))
+    out += [
+        ratio("8c÷6a' nginx + keygate module ÷ nginx alone (→ upstream), req/s",
+              rows, "nginx-module", "nginx-proxy", 2),
+        ratio("8c÷6c nginx + keygate module ÷ nginx auth_request to keygate (SHA-256), req/s",
+              rows, "nginx-module", "nginx-sha256", 2),
         ratio("direct gRPC, keygate SHA-256 ÷ allow_all, decisions/s",
               lg, "loadgen-keygate", "loadgen-allow", 2, target=at_least(0.90, "≥ 0.90")),
         ratio("direct gRPC, keygate Argon2 ÷ allow_all, decisions/s",

@@ -36,7 +36,8 @@
 # `wrk -t1 -c32 -d10s --latency`. A row with any non-2xx answer or socket error fails the run.
 #
 # The authorized Envoy rows use envoy/envoy.yaml and envoy/envoy-http.yaml and the nginx rows
-# config/nginx.conf, as shipped, with only the addresses replaced (as tests/proxy/mod.rs
+# config/nginx.conf (keygate inside nginx: config/nginx-module.conf, and
+# bench/nginx-module-file.conf against bench/nginx-file.conf, a static file), as shipped, with only the addresses replaced (as tests/proxy/mod.rs
 # does); allow_all and keygate get the same config, so those pairs differ only in the
 # authorization server. Envoy runs with --concurrency 1 --disable-hot-restart, nginx with one
 # process.
@@ -114,11 +115,13 @@ need=(wrk nginx curl)
 # taskset, for pinning.
 if [ "$pin" = 1 ]; then need+=(util-linux); fi
 kg_need_debian "${need[@]}"
+# The nginx module builds against Debian's nginx source tree.
+kg_nginx_module_deps
 nginx_bin="$(kg_nginx)"
 wrk_bin="$(kg_wrk)"
 envoy_bin="$(kg_envoy)"
 
-say "building keygate, the Envoy module, allow_all and loadgen (release)"
+say "building keygate, the Envoy and nginx modules, allow_all and loadgen (release)"
 # One cargo run: the module and the sidecar share every dependency, built with one set of
 # features.
 cargo build --release --workspace --lib --bins --examples >&2
@@ -128,6 +131,7 @@ export ENVOY_DYNAMIC_MODULES_SEARCH_PATH="$root/$target/release"
 keygate_bin="$root/$target/release/keygate"
 allow_bin="$root/$target/release/examples/allow_all"
 loadgen_bin="$root/$target/release/examples/loadgen"
+nginx_module="$root/$target/release/libkeygate_nginx.so"
 
 # --- processes -----------------------------------------------------------------------------
 
@@ -227,6 +231,7 @@ p_allow_grpc=$((base + 7))
 p_allow_http=$((base + 8))
 p_allow_grpc_id=$((base + 9))
 p_allow_http_id=$((base + 10))
+p_nginx_metrics=$((base + 11))
 for p in $(seq "$base" $((base + 11))); do
   port_free "$p" || die "port $p is in use (set BENCH_PORT_BASE to move the benchmark's ports)"
 done
@@ -433,6 +438,11 @@ nginx_row() { # ID TEMPLATE AUTHZ HEADER NO_KEY MARKER FROM TO...
   sanity "$id" "$url" "$hdr" "$nokey" "$marker"
   measure "$id" front "$authz" "$url" "$hdr"
   stop front
+  # No worker lost, no panic caught, no keygate warning meanwhile.
+  if grep -Eq '\[(alert|crit|emerg)\]|keygate: (.*WARN|.*ERROR|panic)' "$work/front/logs/error.log"; then
+    logs front
+    die "$id: nginx logged alerts or keygate warnings during the run (see above)"
+  fi
   rm -rf "$work/front" # its access log
 }
 
@@ -481,6 +491,19 @@ envoy_http() { # ID NAME PORT HEADER NO_KEY_STATUS
   envoy_row "$1" envoy/envoy-http.yaml "$2:$3" "$4" "$5" upstream "${up[@]}" \
     "port_value: 9002" "port_value: $3" "uri: http://127.0.0.1:9002" "uri: http://127.0.0.1:$3"
 }
+# keygate inside nginx: TEMPLATE with the release module and the run's keygate config.
+nginx_module_row() { # ID TEMPLATE HEADER MARKER FROM TO...
+  local id=$1 template=$2 hdr=$3 marker=$4
+  shift 4
+  nginx_row "$id" "$template" "" "$hdr" 401 "$marker" \
+    "load_module /usr/lib/nginx/modules/libkeygate_nginx.so;" "load_module $nginx_module;" \
+    "/etc/keygate/keygate.yaml" "$work/keygate.yaml" "$@"
+}
+# The static file of rows 8, 8a and 8b.
+mkdir -p "$work/static/v1"
+printf 'ok\n' >"$work/static/v1/ping"
+static_root=("root /srv/keygate-bench;" "root $work/static;")
+
 nginx_auth() { # ID NAME PORT HEADER NO_KEY_STATUS
   nginx_row "$1" config/nginx.conf "$2:$3" "$4" "$5" upstream \
     "127.0.0.1:8080" "127.0.0.1:$p_upstream" "127.0.0.1:9002" "127.0.0.1:$3"
@@ -512,6 +535,14 @@ for round in $(seq "$rounds"); do
   nginx_auth nginx-allow allow-http "$p_allow_http" "$bearer" 200
   nginx_auth nginx-allow-id allow-http-id "$p_allow_http_id" "$bearer" 200
   nginx_auth nginx-sha256 keygate "$p_kg_http" "$bearer" 401
+  nginx_row nginx-file bench/nginx-file.conf "" "$bearer" 200 nginx-file "${static_root[@]}"
+  nginx_module_row nginx-module-file bench/nginx-module-file.conf "$bearer" nginx-file \
+    "${static_root[@]}"
+  nginx_module_row nginx-module-file-argon2 bench/nginx-module-file.conf "$apikey" nginx-file \
+    "${static_root[@]}"
+  nginx_module_row nginx-module config/nginx-module.conf "$bearer" upstream \
+    "127.0.0.1:8080" "127.0.0.1:$p_upstream" \
+    "listen 127.0.0.1:9002;" "listen 127.0.0.1:$p_nginx_metrics;"
 
   say "round $round of $rounds: direct gRPC ($lg_streams streams over $lg_conns connections)"
   loadgen_row loadgen-allow allow-grpc "$p_allow_grpc" "$bearer"

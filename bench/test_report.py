@@ -132,6 +132,21 @@ class Targets(unittest.TestCase):
         self.assertNotIn("4÷3 Envoy gRPC, authorization server's CPU per request, keygate SHA-256 ÷ allow_all", got)
 
 
+    def test_nginx_module_targets(self):
+        rows = table(wrk_row("nginx-file", 1, 1000, p99=1.0, proxy=10.0),
+                     wrk_row("nginx-module-file", 1, 950, p99=1.1, proxy=11.0),
+                     wrk_row("nginx-module-file-argon2", 1, 850, p99=1.5, proxy=12.0))
+        got = {name: (target, status) for name, _, _, target, status in report.ratios(rows, {})}
+        self.assertEqual(got, {
+            "8a÷8 nginx + keygate module, SHA-256 ÷ nginx alone (static file), req/s": ("≥ 0.90", "met"),
+            "8a−8 nginx + keygate module, SHA-256 − nginx alone, p99 (ms)": ("≤ +0.2", "met"),
+            "8a−8 nginx + keygate module, SHA-256 − nginx alone, nginx's CPU per request (µs)": ("—", "(reference)"),
+            "8b÷8 nginx + keygate module, Argon2, cached ÷ nginx alone (static file), req/s": ("≥ 0.90", "**missed**"),
+            "8b−8 nginx + keygate module, Argon2, cached − nginx alone, p99 (ms)": ("≤ +0.2", "**missed**"),
+            "8b−8 nginx + keygate module, Argon2, cached − nginx alone, nginx's CPU per request (µs)": ("—", "(reference)"),
+        })
+
+
 class Report(unittest.TestCase):
     rows = table(wrk_row("envoy-direct", 1, 30000.4, p50=0.8125, p99=3.17, proxy=27.5),
                  wrk_row("grpc-allow", 1, 7380, authz=27.9, conns=0.04, others=1.2),

@@ -23,3 +23,5 @@ check keygate-core "tokio|tonic|hyper|hyper-util|axum|redis|h2|tower|mio|$server
 check keygate-store "$servers"
 check keygate-config "$servers"
 check keygate-authz "$servers"
+# The nginx module brings no server into nginx's workers (prometheus only encodes its text).
+check keygate-nginx "${servers%|prometheus}"

@@ -15,14 +15,16 @@ kg_need_debian redis-server nginx wrk
 # base made with debootstrap, exported as KEYGATE_CONTAINER_BASE (tests/container.rs).
 kg_need_debian prometheus podman runc debootstrap
 kg_container_base >/dev/null
+# The nginx module (crates/keygate-nginx) builds against Debian's nginx source tree.
+kg_nginx_module_deps
 # Exports KEYGATE_ENVOY, which tests/proxy/mod.rs runs.
 kg_envoy >/dev/null
 # tests/openapi.rs runs .tools/venv/bin/schemathesis.
 kg_venv_tool 'schemathesis>=4.32,<5' schemathesis \
   "checks the admin API against docs/openapi.yaml" >/dev/null
 
-# The Envoy module's tests load target/debug/libkeygate_envoy.so into the real Envoy: built
-# here in the same cargo run as the tests, so that every dependency is built once, with one
-# set of features.
+# The module tests load target/debug/libkeygate_envoy.so into the real Envoy and
+# target/debug/libkeygate_nginx.so into the real nginx: built here in the same cargo run as the
+# tests, so that every dependency is built once, with one set of features.
 cargo build --locked --workspace --all-targets
 cargo test --locked --workspace "$@"

@@ -28,6 +28,12 @@ kg_has_debian() {
     prometheus) command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 ;;
     # runc and debootstrap live in /usr/sbin, like nginx.
     runc | debootstrap) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] ;;
+    # Libraries and source trees: their files, not a command.
+    nginx-dev) [ -f /usr/share/nginx/src/conf_flags ] ;;
+    libclang-dev) compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null ;;
+    libpcre2-dev) [ -f /usr/include/pcre2.h ] ;;
+    zlib1g-dev) [ -f /usr/include/zlib.h ] ;;
+    libssl-dev) [ -f /usr/include/openssl/ssl.h ] ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
@@ -46,6 +52,13 @@ kg_need_debian() {
   # Through env: sudo would drop DEBIAN_FRONTEND from the environment.
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+}
+
+# kg_nginx_module_deps: what building crates/keygate-nginx needs: Debian's nginx and its source
+# tree (nginx-dev), the headers its configure flags name, and libclang for bindgen. Every cargo
+# build of the workspace builds the module, so CI installs these before its first one.
+kg_nginx_module_deps() {
+  kg_need_debian nginx nginx-dev libclang-dev libpcre2-dev zlib1g-dev libssl-dev
 }
 
 kg_nginx() {

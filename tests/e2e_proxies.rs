@@ -1,7 +1,10 @@
 //! The shipped proxy configs, proven end to end: the real Envoy (ext_authz over gRPC and in HTTP
 //! mode, `envoy/envoy.yaml` and `envoy/envoy-http.yaml`) and the real nginx (`auth_request`,
-//! `config/nginx.conf`) in front of an echo upstream, with keygate running in-process. Only
-//! addresses are substituted in the configs. A missing Envoy or nginx fails the tests.
+//! `config/nginx.conf`) in front of an echo upstream, with keygate running in-process; and
+//! keygate inside each proxy (`envoy/envoy-module.yaml`, `config/nginx-module.conf` with one
+//! and with two workers) following the in-process keygate's store. Only addresses (and the
+//! modules' paths and worker counts) are substituted in the configs. A missing Envoy or nginx
+//! fails the tests.
 
 mod common;
 mod proxy;
@@ -115,6 +118,12 @@ async fn allow(front: Front) {
             .await;
             (s.proxy.envoy_stats().await, line)
         }
+        // The module's own metrics, counted by every worker in nginx's shared zone.
+        Front::NginxModule { .. } => (
+            proxy::nginx_module::metrics(&s.proxy).await,
+            r#"keygate_decisions_total{frontend="nginx_module",reason="ok",result="allow"} 3"#
+                .to_string(),
+        ),
         _ => {
             let frontend = match front {
                 Front::EnvoyGrpc => "envoy_grpc",
@@ -224,9 +233,10 @@ async fn denials(front: Front) {
     .await;
     let twice = [("authorization", b.as_str()), ("authorization", b.as_str())];
     let duplicated = ("GET", "/v1/account/usage?case=duplicated", &twice[..]);
-    if front == Front::Nginx {
+    if matches!(front, Front::Nginx | Front::NginxModule { .. }) {
         // nginx itself refuses a repeated Authorization line with its own 400 page, before
-        // auth_request: still a refusal that reaches neither keygate nor the upstream.
+        // auth_request or the access phase: still a refusal that reaches neither keygate nor
+        // the upstream.
         let r = s.call(duplicated.0, duplicated.1, duplicated.2).await;
         assert_eq!(r.status, 400, "{r:?}");
         assert!(r.header("x-echo").is_none());
@@ -523,4 +533,24 @@ async fn envoy_module_allow() {
 #[tokio::test]
 async fn envoy_module_denials() {
     denials(Front::EnvoyModule).await;
+}
+
+#[tokio::test]
+async fn nginx_module_allow() {
+    allow(Front::NginxModule { workers: 1 }).await;
+}
+
+#[tokio::test]
+async fn nginx_module_denials() {
+    denials(Front::NginxModule { workers: 1 }).await;
+}
+
+#[tokio::test]
+async fn nginx_module_two_workers_allow() {
+    allow(Front::NginxModule { workers: 2 }).await;
+}
+
+#[tokio::test]
+async fn nginx_module_two_workers_denials() {
+    denials(Front::NginxModule { workers: 2 }).await;
 }

@@ -1,6 +1,6 @@
 //! A key's metadata through every front, with the shipped configs: the upstream gets each entry
 //! as `x-keygate-meta-<key>` and never a client-sent header under that prefix (Envoy and the
-//! module remove them; nginx, which cannot remove headers by prefix, refuses such a request
+//! modules remove them; nginx, which cannot remove headers by prefix, refuses such a request
 //! with 400 `bad_header` once the caller is known). Envoy also gets the entries as dynamic
 //! metadata. A change of the metadata is in force within the second.
 
@@ -92,6 +92,11 @@ async fn nginx_meta() {
 #[tokio::test]
 async fn envoy_module_meta() {
     meta(Front::EnvoyModule).await;
+}
+
+#[tokio::test]
+async fn nginx_module_meta() {
+    meta(Front::NginxModule { workers: 1 }).await;
 }
 
 /// The gRPC answer carries the entries as dynamic metadata beside the identity.

@@ -2,8 +2,8 @@
 //! and the application read one request differently (`..;` segments, parameters, encoded and
 //! double-encoded dots and slashes, overlong UTF-8, backslashes, repeated slashes, `?` and `#`
 //! carrying `../`, absolute form, a `Host` that is not the target's authority, case), sent as
-//! raw bytes through Envoy (gRPC and HTTP mode) and nginx from the shipped configs, with a key
-//! that may only read usage.
+//! raw bytes through Envoy (gRPC and HTTP mode) and nginx from the shipped configs, and through
+//! keygate inside each of them, with a key that may only read usage.
 //!
 //! Each row asserts the answer every front gives. Whatever reaches the echo upstream is then
 //! read by a family of model routers written here, independently of keygate's code: every
@@ -17,6 +17,7 @@ mod proxy;
 
 use common::Harness;
 use common::raw::{Raw, send_raw};
+use proxy::nginx_module::start_nginx_module;
 use proxy::{Echo, EnvoyMode, Proxy, start_envoy, start_envoy_module, start_nginx};
 
 /// The shipped routes, with a host-bound route first: `internal.example` needs `internal`.
@@ -59,13 +60,17 @@ enum Front {
     /// keygate inside Envoy: Envoy reads the path as for the gRPC front, so every row expects
     /// what Envoy gRPC answers.
     EnvoyModule,
+    /// keygate inside nginx: it authorizes the target as the client sent it, as keygate does
+    /// behind nginx (`X-Original-URI`), so every row expects what nginx answers.
+    NginxModule,
 }
 
-const FRONTS: [Front; 4] = [
+const FRONTS: [Front; 5] = [
     Front::EnvoyGrpc,
     Front::EnvoyHttp,
     Front::Nginx,
     Front::EnvoyModule,
+    Front::NginxModule,
 ];
 
 /// What a front answers a row: keygate's decision, or the proxy's own refusal.
@@ -314,6 +319,10 @@ async fn start() -> Fronts {
         (
             Front::EnvoyModule,
             start_envoy_module(&h.config_path, echo.addr).await,
+        ),
+        (
+            Front::NginxModule,
+            start_nginx_module(&h.config_path, echo.addr, 1).await,
         ),
     ];
     Fronts { proxies, echo, h }
@@ -658,7 +667,9 @@ async fn http2_authority_and_host_that_disagree_decide_as_forwarded() {
             key: true,
             want: all(want),
         };
-        for (front, proxy) in f.proxies.iter().filter(|(fr, _)| *fr != Front::Nginx) {
+        // The nginx configs serve HTTP/1 only.
+        let h2 = |fr: &Front| !matches!(fr, Front::Nginx | Front::NginxModule);
+        for (front, proxy) in f.proxies.iter().filter(|(fr, _)| h2(fr)) {
             let before = f.echo.seen().len();
             let got = classify(&h2_get(proxy.addr, authority, host, &key).await, port);
             if let Some(up) = f.echo.seen().get(before) {

@@ -1,6 +1,6 @@
 //! Rate limits through every front: the shipped config's `metered` plan (`burst`: 5 per second
 //! per key) through the real Envoy (gRPC and HTTP mode), the real nginx and keygate inside
-//! Envoy; `shared: account` budgets through the sidecar.
+//! Envoy and inside nginx; `shared: account` budgets through the sidecar.
 
 mod common;
 mod proxy;
@@ -131,6 +131,18 @@ async fn burst(front: Front) {
             .await;
             return;
         }
+        Front::NginxModule { .. } => {
+            let counted = s.module_decisions("deny", "rate_limited").await;
+            let n: f64 = counted
+                .as_deref()
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                .unwrap_or(0.0);
+            assert!(
+                n >= 1.0,
+                "{front:?}: no rate_limited decision counted: {counted:?}"
+            );
+            return;
+        }
         Front::EnvoyGrpc => "envoy_grpc",
         Front::EnvoyHttp => "envoy_http",
         Front::Nginx => "nginx",
@@ -160,6 +172,13 @@ async fn nginx_burst() {
 #[tokio::test]
 async fn envoy_module_burst() {
     burst(Front::EnvoyModule).await;
+}
+
+/// One worker: with the file store a rate limit is counted per process, and each nginx worker
+/// is one.
+#[tokio::test]
+async fn nginx_module_burst() {
+    burst(Front::NginxModule { workers: 1 }).await;
 }
 
 /// `shared: account`: an account's keys draw on one budget; another account's is its own.

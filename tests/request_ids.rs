@@ -122,6 +122,20 @@ async fn nginx_request_ids() {
     ids(Front::Nginx).await;
 }
 
+/// keygate inside nginx gives its denials an id too (the client's `x-request-id`, or one
+/// keygate made).
+#[tokio::test]
+async fn nginx_module_denials_carry_a_request_id() {
+    let s = setup(Front::NginxModule { workers: 1 }).await;
+    let r = s.call("GET", "/v1/x", &[]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("x-request-id").map(str::len), Some(24), "{r:?}");
+    let r = s
+        .call("GET", "/v1/x", &[("x-request-id", "client-77")])
+        .await;
+    assert_eq!(r.header("x-request-id"), Some("client-77"));
+}
+
 /// The module's local replies carry the request id Envoy made.
 #[tokio::test]
 async fn envoy_module_denials_carry_the_request_id() {

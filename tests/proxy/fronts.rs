@@ -6,6 +6,7 @@ use std::time::Duration;
 use keygate::admin::manage::Created;
 use serde_json::Value;
 
+use super::nginx_module::{metrics, settle, start_nginx_module};
 use super::{Echo, EnvoyMode, Proxy, start_envoy, start_envoy_module, start_nginx};
 use crate::common::{Harness, HttpReply, http_call, http_call_body, wait_until};
 
@@ -17,6 +18,11 @@ pub enum Front {
     /// keygate inside Envoy (`envoy/envoy-module.yaml`), following the same file store as the
     /// in-process keygate the test manages keys through.
     EnvoyModule,
+    /// keygate inside nginx (`config/nginx-module.conf`) with this many worker processes, each
+    /// following the same file store as the in-process keygate.
+    NginxModule {
+        workers: u8,
+    },
 }
 
 /// One test at a time: each runs keygate, a proxy and an upstream, and on two cores the
@@ -44,6 +50,9 @@ pub async fn setup(front: Front) -> Setup {
         Front::EnvoyHttp => start_envoy(EnvoyMode::Http, h.http_addr(), echo.addr).await,
         Front::Nginx => start_nginx(h.http_addr(), echo.addr).await,
         Front::EnvoyModule => start_envoy_module(&h.config_path, echo.addr).await,
+        Front::NginxModule { workers } => {
+            start_nginx_module(&h.config_path, echo.addr, workers).await
+        }
     };
     Setup {
         front,
@@ -84,7 +93,31 @@ impl Setup {
     }
 
     pub async fn call(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> HttpReply {
+        self.settle().await;
         http_call(self.proxy.addr, method, uri, headers).await
+    }
+
+    /// nginx with the module: waits until every worker holds what the in-process keygate
+    /// holds, so that a call answers the same whichever worker takes it.
+    pub async fn settle(&self) {
+        if let Front::NginxModule { .. } = self.front {
+            settle(&self.proxy, self.h.running().authorizer.replica.revision()).await;
+        }
+    }
+
+    /// The in-proxy module's decisions counted for `(result, reason)`, as its metrics show
+    /// them (`None` for the sidecar's fronts, whose metrics are the sidecar's).
+    pub async fn module_decisions(&self, result: &str, reason: &str) -> Option<String> {
+        match self.front {
+            Front::NginxModule { .. } => {
+                let line = format!(
+                    r#"keygate_decisions_total{{frontend="nginx_module",reason="{reason}",result="{result}"}} "#
+                );
+                let m = metrics(&self.proxy).await;
+                Some(m.lines().find(|l| l.starts_with(&line))?.to_string())
+            }
+            _ => None,
+        }
     }
 
     /// A request the proxy must pass: the echo upstream's view of it.
@@ -99,6 +132,7 @@ impl Setup {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Upstream {
+        self.settle().await;
         let r = http_call_body(
             self.proxy.addr,
             method,

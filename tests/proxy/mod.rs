@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub mod fronts;
+pub mod nginx_module;
 
 use crate::common::Deadline;
 pub use crate::common::free_port;
@@ -230,6 +231,9 @@ pub struct Proxy {
     child: Child,
     logs: Vec<PathBuf>,
     access_log: PathBuf,
+    /// A master with workers in a process group of its own: stopped with SIGTERM, then the
+    /// group killed (`nginx_module::stop`), rather than the one process killed.
+    group: bool,
 }
 
 impl Proxy {
@@ -297,6 +301,11 @@ impl Proxy {
             .body
     }
 
+    /// The process started (nginx's master, for nginx with workers).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -304,6 +313,10 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        if self.group {
+            nginx_module::stop(&mut self.child);
+            return;
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -411,6 +424,7 @@ fn launch_envoy(bin: &Path, mode: EnvoyMode, keygate: SocketAddr, upstream: Sock
         child,
         logs: vec![out.clone(), err],
         access_log: out,
+        group: false,
     }
 }
 
@@ -517,6 +531,7 @@ fn launch_envoy_module(bin: &Path, module: &Path, config: &Path, upstream: Socke
         child,
         logs: vec![out.clone(), err],
         access_log: out,
+        group: false,
     }
 }
 
@@ -564,5 +579,6 @@ fn launch_nginx(bin: &Path, keygate: SocketAddr, upstream: SocketAddr) -> Proxy 
         access_log: dir.path().join("logs/access.log"),
         dir,
         child,
+        group: false,
     }
 }
