@@ -118,7 +118,7 @@ pub fn decide<'r, H: Headers + ?Sized>(
         let d = sha256(p.key);
         table
             .by_digest(&d)
-            .filter(|e| matches!(e.hash(), HashRef::Sha256(h) if bool::from(h.ct_eq(&d))))
+            .filter(|e| matches!(e.hash(), HashRef::Sha256(h) if digests_equal(h, &d)))
     };
     let Some(entry) = entry.filter(|e| e.scheme() == p.scheme) else {
         return unknown();
@@ -204,6 +204,19 @@ pub fn decide<'r, H: Headers + ?Sized>(
         limits,
         limit: None,
     })
+}
+
+/// Whether two digests are equal, in constant time: the words' differences are gathered
+/// without a branch, and only the total is compared (in constant time too). A word at a time,
+/// a quarter of the work of comparing the bytes one by one.
+fn digests_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let mut diff = 0u64;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let x = u64::from_ne_bytes(x.try_into().unwrap_or_default());
+        let y = u64::from_ne_bytes(y.try_into().unwrap_or_default());
+        diff |= x ^ y;
+    }
+    bool::from(diff.ct_eq(&0))
 }
 
 /// Whether `route` lets this key, presented with its scheme, through.

@@ -152,9 +152,7 @@ impl Scheme {
         }
         if !self.strict {
             let ok = (self.min_len..=self.max_len).contains(&body.len())
-                && body
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'-');
+                && body.iter().all(|b| LENIENT[usize::from(*b)]);
             return ok.then_some(&body[..0]);
         }
         let f = &self.format;
@@ -176,6 +174,19 @@ impl Scheme {
         }
     }
 }
+
+/// `[A-Za-z0-9_-]`, as a table: the check runs over every presented key, and a lookup a
+/// byte is a third of the comparisons.
+const LENIENT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+        b += 1;
+    }
+    t
+};
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 

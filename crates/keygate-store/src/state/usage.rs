@@ -1,7 +1,7 @@
 //! Usage as counted between write-backs ([`UsageBatch`]) and as stored for reports
 //! ([`KeyDays`]): allowed requests per key and UTC day, refused ones of known keys by reason.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use keygate_core::decide::Reason;
 
@@ -15,10 +15,12 @@ pub struct KeyDays {
     pub denied: BTreeMap<i64, BTreeMap<String, u64>>,
 }
 
-/// Usage gathered in memory between flushes.
+/// Usage gathered in memory between flushes. Counting is on every allowed request: the ids
+/// are hashed with foldhash (hashbrown's own, several times cheaper than SipHash for short
+/// ids, and seeded per process), and looked up once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageBatch {
-    pub keys: HashMap<Box<str>, KeyUsage>,
+    pub keys: hashbrown::HashMap<Box<str>, KeyUsage>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,8 +39,7 @@ impl UsageBatch {
     }
 
     fn key(&mut self, id: &str) -> &mut KeyUsage {
-        // Looked up before inserting: most requests are of keys counted already, and an
-        // insert would allocate the id.
+        // Looked up once when the id is counted already (most requests); copied only when new.
         if !self.keys.contains_key(id) {
             self.keys.insert(id.into(), KeyUsage::default());
         }

@@ -130,3 +130,14 @@ fn disabled_keys_are_401_until_enabled_and_keep_their_metadata() {
     let t = f.table();
     assert!(run(&f, &t, "GET", "/x", &[("authorization", &bearer(&off))]).is_ok());
 }
+
+#[test]
+fn digests_differing_in_any_byte_are_not_equal() {
+    let a: [u8; 32] = std::array::from_fn(|i| i as u8);
+    assert!(crate::decide::digests_equal(&a, &a));
+    for i in 0..32 {
+        let mut b = a;
+        b[i] ^= 0x80;
+        assert!(!crate::decide::digests_equal(&a, &b), "byte {i}");
+    }
+}
