@@ -47,11 +47,13 @@ pub unsafe fn check(r: *mut ngx_http_request_t, enabled: bool) -> ngx_int_t {
                 NGX_DECLINED as ngx_int_t
             };
         };
-        let prefix = w.wire.meta_prefix.as_deref();
-        if headers::apply(&mut *r, &[], &w.wire.identity, prefix).is_err() {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-        }
         if !enabled {
+            // Not checked, but a client's identity and metadata headers still never pass. (A
+            // checked request's allow rewrites them; a refused one goes nowhere.)
+            let prefix = w.wire.meta_prefix.as_deref();
+            if headers::apply(&mut *r, &[], &w.wire.identity, prefix).is_err() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
             return NGX_DECLINED as ngx_int_t;
         }
         let Ok(ctx) = ctx::get_or_create(&*r) else {
