@@ -167,7 +167,7 @@ impl KeyUsage {
             id: k.id.clone(),
             name: k.name.clone(),
             prefix: k.prefix.clone(),
-            last_used_at: k.last_used_at.map(rfc3339),
+            last_used_at: k.last_used_at.max(u.last_used).map(rfc3339),
             total: u.allowed.values().sum(),
             days: u.allowed.iter().map(|(d, n)| (date(*d), *n)).collect(),
             denied,

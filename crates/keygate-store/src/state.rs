@@ -349,6 +349,7 @@ impl State {
         KeyDays {
             allowed: self.usage.get(id).cloned().unwrap_or_default(),
             denied: self.denied.get(id).cloned().unwrap_or_default(),
+            last_used: None,
         }
     }
 }

@@ -268,6 +268,7 @@ impl RedisStore {
                 }
             }
             if let Some(u) = sum.get(id) {
+                days.last_used = (u.last_used > 0).then_some(u.last_used);
                 for (day, n) in &u.per_day {
                     add(*day, None, *n);
                 }

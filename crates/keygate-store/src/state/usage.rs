@@ -13,6 +13,9 @@ use super::DAY;
 pub struct KeyDays {
     pub allowed: BTreeMap<i64, u64>,
     pub denied: BTreeMap<i64, BTreeMap<String, u64>>,
+    /// The last use counted but not yet in the key's record (usage written back and not yet
+    /// folded, on Redis), so that a report's last use agrees with its counts.
+    pub last_used: Option<i64>,
 }
 
 /// Usage gathered in memory between flushes. Counting is on every allowed request: the ids
