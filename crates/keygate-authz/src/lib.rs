@@ -10,11 +10,15 @@
 //! - [`wallet`]: credits spent from leases taken from the store.
 //! - [`verify`]: the hash thread pool, the verification cache and the failure throttle.
 //! - [`observe`]: the bounded labels (frontend, verification) and the observer trait.
+//! - [`store_thread`]: an in-proxy data plane's thread that keeps the table current.
+//! - [`host_log`]: keygate's log lines into the log of the proxy it runs in.
 
 pub mod engine;
+pub mod host_log;
 pub mod ids;
 pub mod limiter;
 pub mod observe;
+pub mod store_thread;
 pub mod verify;
 pub mod wallet;
 

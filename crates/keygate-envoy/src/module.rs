@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
-use std::thread::JoinHandle;
 
+use keygate_authz::store_thread::{self, StartError, StoreThread, StoreWork};
 use keygate_authz::{Engine, Observer, Verification, VerifyLimits};
 use keygate_config::Settings;
 use keygate_core::decide::Reason;
@@ -21,7 +21,8 @@ pub struct Module {
     pub store_stats: Arc<StoreStats>,
     /// Decisions, verifications and cache hits not yet in Envoy's stats.
     pub pending: Arc<Pending>,
-    follower: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
+    /// Stopped (usage written back) when the module goes.
+    _follower: Option<StoreThread>,
 }
 
 /// Why a module could not be made.
@@ -31,8 +32,8 @@ pub enum ModuleError {
     Config(#[from] keygate_config::ConfigError),
     #[error(transparent)]
     Store(#[from] keygate_store::StoreError),
-    #[error("cannot start the store follower: {0}")]
-    Thread(std::io::Error),
+    #[error(transparent)]
+    Start(#[from] StartError),
 }
 
 static MODULES: Mutex<Vec<(PathBuf, Weak<Module>)>> = Mutex::new(Vec::new());
@@ -81,7 +82,7 @@ impl Module {
             engine,
             store_stats: Arc::default(),
             pending,
-            follower: None,
+            _follower: None,
         }
     }
 
@@ -90,91 +91,22 @@ impl Module {
         let pending = Arc::new(Pending::default());
         let (engine, replica) = Module::engine(&settings, pending.clone());
         let stats: Arc<StoreStats> = Arc::default();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let (first, first_load) = std::sync::mpsc::channel();
-        let thread = {
-            let (engine, stats) = (engine.clone(), stats.clone());
-            let every = settings.flush_interval;
-            std::thread::Builder::new()
-                .name("keygate-follower".into())
-                .spawn(move || follow(store, engine, replica, stats, every, stopped, first))
-                .map_err(ModuleError::Thread)?
+        let work = StoreWork {
+            store,
+            engine: engine.clone(),
+            replica,
+            stats: stats.clone(),
+            every: settings.flush_interval,
         };
-        // A local file is loaded before the first request (unreadable, it refuses the
-        // config, as the sidecar refuses to start); Redis is loaded when it can be reached.
-        let loaded = first_load.recv().map_err(|_| {
-            ModuleError::Thread(std::io::Error::other("the follower stopped before loading"))
-        });
-        if let Err(e) = loaded.and_then(|r| r.map_err(ModuleError::from)) {
-            let _ = stop.send(true);
-            let _ = thread.join();
-            return Err(e);
-        }
+        let follower = StoreThread::start(work, store_thread::until)?;
         Ok(Module {
             settings,
             engine,
             store_stats: stats,
             pending,
-            follower: Some((stop, thread)),
+            _follower: Some(follower),
         })
     }
-}
-
-impl Drop for Module {
-    fn drop(&mut self) {
-        if let Some((stop, thread)) = self.follower.take() {
-            let _ = stop.send(true);
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The follower thread: the store followed into the table, usage written back, until `stop`.
-fn follow(
-    store: Store,
-    engine: Arc<Engine>,
-    replica: Arc<Replica>,
-    stats: Arc<StoreStats>,
-    every: std::time::Duration,
-    stopped: tokio::sync::watch::Receiver<bool>,
-    first: std::sync::mpsc::Sender<Result<(), keygate_store::StoreError>>,
-) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the store follower's runtime");
-            return;
-        }
-    };
-    rt.block_on(async move {
-        let loaded = store.load_at_start(&replica, &stats).await;
-        let failed = loaded.is_err();
-        let _ = first.send(loaded);
-        if failed {
-            return;
-        }
-        let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let rt = tokio::runtime::Handle::current();
-        engine.wallet.attach(store.clone(), rt.clone());
-        engine.limiter.attach(store.clone(), rt);
-        tokio::join!(
-            store.follow(replica, stats.clone(), until(stopped.clone())),
-            keygate_store::usage::write_back(
-                &engine.usage,
-                &store,
-                &stats,
-                every,
-                until(stopped.clone())
-            ),
-            engine.wallet.keep(until(stopped.clone())),
-            engine.limiter.keep(until(stopped)),
-        );
-    });
 }
 
 impl Observer for Pending {

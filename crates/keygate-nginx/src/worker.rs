@@ -11,9 +11,9 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use keygate_authz::store_thread::{self, StartError, StoreThread, StoreWork};
 use keygate_authz::{Engine, VerifyLimits};
 use keygate_config::Settings;
 use keygate_store::replica::Replica;
@@ -62,7 +62,7 @@ impl Name {
 pub struct Worker {
     pub engine: Arc<Engine>,
     pub wire: Wire,
-    follower: Mutex<Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>>,
+    follower: Mutex<Option<StoreThread>>,
     slot: Option<&'static Slot>,
 }
 
@@ -71,8 +71,8 @@ pub struct Worker {
 pub enum WorkerError {
     #[error(transparent)]
     Store(#[from] keygate_store::StoreError),
-    #[error("cannot start the store follower: {0}")]
-    Thread(std::io::Error),
+    #[error(transparent)]
+    Start(#[from] StartError),
 }
 
 static WORKER: OnceLock<Worker> = OnceLock::new();
@@ -141,28 +141,19 @@ fn start_threads(
         s.claim(std::process::id());
     }
     let stats: Arc<StoreStats> = Arc::default();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let (first, first_load) = std::sync::mpsc::channel();
-    let follower = Follower {
+    let work = StoreWork {
         store,
         engine: engine.clone(),
-        replica,
-        stats,
+        replica: replica.clone(),
+        stats: stats.clone(),
         every: settings.flush_interval,
-        slot,
     };
-    let thread = std::thread::Builder::new()
-        .name("keygate-follower".into())
-        .spawn(move || follower.run(stopped, first))
-        .map_err(WorkerError::Thread)?;
-    let loaded = first_load
-        .recv()
-        .map_err(|_| WorkerError::Thread(std::io::Error::other("the follower stopped")));
-    if let Err(e) = loaded.and_then(|r| r.map_err(WorkerError::from)) {
-        let _ = stop.send(true);
-        let _ = thread.join();
-        return Err(e);
-    }
+    let follower = StoreThread::start(work, move |stopped| async move {
+        match slot {
+            Some(slot) => publish_every(slot, &replica, &stats, stopped).await,
+            None => store_thread::until(stopped).await,
+        }
+    })?;
     let p = &settings.policy;
     let wire = Wire {
         identity: p.identity.all().map(Name::new),
@@ -174,7 +165,7 @@ fn start_threads(
     let worker = Worker {
         engine,
         wire,
-        follower: Mutex::new(Some((stop, thread))),
+        follower: Mutex::new(Some(follower)),
         slot,
     };
     // Started once per process (init_process runs once): a second start keeps the first.
@@ -187,11 +178,8 @@ pub fn stop() {
     let Some(w) = WORKER.get() else {
         return;
     };
-    let follower = w.follower.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some((stop, thread)) = follower {
-        let _ = stop.send(true);
-        let _ = thread.join();
-    }
+    // Dropped: stopped after its last usage write-back.
+    drop(w.follower.lock().unwrap_or_else(|p| p.into_inner()).take());
     if let Some(s) = w.slot {
         s.release(std::process::id());
     }
@@ -200,81 +188,21 @@ pub fn stop() {
 /// How often a worker publishes its table state to its slot.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
-/// The follower thread's work.
-struct Follower {
-    store: Store,
-    engine: Arc<Engine>,
-    replica: Arc<Replica>,
-    stats: Arc<StoreStats>,
-    every: Duration,
-    slot: Option<&'static Slot>,
-}
-
-impl Follower {
-    fn run(
-        self,
-        stopped: tokio::sync::watch::Receiver<bool>,
-        first: std::sync::mpsc::Sender<Result<(), keygate_store::StoreError>>,
-    ) {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the store follower's runtime");
-                return;
-            }
-        };
-        let Follower {
-            store,
-            engine,
-            replica,
-            stats,
-            every,
-            slot,
-        } = self;
-        rt.block_on(async move {
-            let loaded = store.load_at_start(&replica, &stats).await;
-            let failed = loaded.is_err();
-            let _ = first.send(loaded);
-            if failed {
-                return;
-            }
-            let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
-            let rt = tokio::runtime::Handle::current();
-            engine.wallet.attach(store.clone(), rt.clone());
-            engine.limiter.attach(store.clone(), rt);
-            let publish = async {
-                let Some(slot) = slot else {
-                    return until(stopped.clone()).await;
-                };
-                let stop = until(stopped.clone());
-                tokio::pin!(stop);
-                let mut tick = tokio::time::interval(PUBLISH_EVERY);
-                loop {
-                    tokio::select! {
-                        _ = &mut stop => return,
-                        _ = tick.tick() => publish(slot, &replica, &stats),
-                    }
-                }
-            };
-            tokio::join!(
-                store.follow(replica.clone(), stats.clone(), until(stopped.clone())),
-                keygate_store::usage::write_back(
-                    &engine.usage,
-                    &store,
-                    &stats,
-                    every,
-                    until(stopped.clone())
-                ),
-                engine.wallet.keep(until(stopped.clone())),
-                engine.limiter.keep(until(stopped.clone())),
-                publish,
-            );
-        });
+/// Publishes this worker's table state to its slot every [`PUBLISH_EVERY`] until `stopped`.
+async fn publish_every(
+    slot: &Slot,
+    replica: &Replica,
+    stats: &StoreStats,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let stop = store_thread::until(stopped);
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(PUBLISH_EVERY);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => publish(slot, replica, stats),
+        }
     }
 }
 
