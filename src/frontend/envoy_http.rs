@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use http::Response;
 
-use super::http::{Body, HttpHeaders, allowed, denied, spoofed, str_header};
+use super::http::{Body, HttpHeaders, allowed, denied, str_header};
 use crate::core::request::Request;
 use crate::metrics::Frontend;
 use crate::service::Authorizer;
@@ -36,7 +36,7 @@ pub async fn check<B>(auth: &Arc<Authorizer>, req: &http::Request<B>) -> Respons
         headers: &headers,
     };
     match auth.check(&r, Frontend::EnvoyHttp).await {
-        Ok(a) => allowed(auth, &a, true, &spoofed(auth, &a, req.headers())),
+        Ok(a) => allowed(auth, &a, Some(req.headers())),
         Err(d) => denied(&d),
     }
 }

@@ -60,26 +60,13 @@ pub(super) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-/// The request's headers under the metadata prefix that an allow of `a` does not set.
-pub(super) fn spoofed<'r>(auth: &Authorizer, a: &Allow, req: &'r http::HeaderMap) -> Vec<&'r [u8]> {
-    let cur = auth.current();
-    match cur.settings.policy.identity.meta_prefix.as_deref() {
-        Some(prefix) => meta::spoofed(
-            req.keys().map(|k| k.as_str().as_bytes()),
-            prefix,
-            a.key.meta(),
-        ),
-        None => Vec::new(),
-    }
-}
-
-/// An allow: 200 with the identity and metadata headers; for Envoy also the headers it must
-/// remove (`spoofed`: client-sent ones under the metadata prefix).
+/// An allow: 200 with the identity and metadata headers; for Envoy (`envoy`: the request's
+/// headers) also the headers it must remove, client-sent ones under the metadata prefix among
+/// them.
 pub(super) fn allowed(
     auth: &Authorizer,
     a: &Allow,
-    envoy: bool,
-    spoofed: &[&[u8]],
+    envoy: Option<&http::HeaderMap>,
 ) -> Response<Body> {
     let cur = auth.current();
     let names = &cur.allow_headers;
@@ -109,9 +96,13 @@ pub(super) fn allowed(
             }
         }
     }
-    if envoy {
+    if let Some(req) = envoy {
+        let spoofed = match prefix {
+            Some(p) => meta::spoofed(req.keys().map(|k| k.as_str().as_bytes()), p, a.key.meta()),
+            None => Vec::new(),
+        };
         let remove = names.envoy_remove[mask].clone();
-        let remove = match spoofed {
+        let remove = match &spoofed[..] {
             [] => remove,
             more => {
                 let mut list = remove.as_bytes().to_vec();

@@ -40,7 +40,7 @@ pub async fn check<B>(auth: &Arc<Authorizer>, req: &http::Request<B>) -> Respons
         headers: &headers,
     };
     match auth.check(&r, Frontend::Nginx).await {
-        Ok(a) => allowed(auth, &a, false, &[]),
+        Ok(a) => allowed(auth, &a, None),
         Err(d) => {
             let mut r = denied(&d);
             if d.status() < 500 && !matches!(d.status(), 401 | 403) {

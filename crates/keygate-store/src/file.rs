@@ -187,12 +187,6 @@ impl FileStore {
         .await
     }
 
-    pub async fn digest_exists(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
-        let h = KeyHash::Sha256(*digest);
-        self.read_with(move |s| s.keys.values().any(|k| k.hash == h))
-            .await
-    }
-
     pub async fn ids_of_digests(
         &self,
         digests: &[[u8; 32]],

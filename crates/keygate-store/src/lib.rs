@@ -185,11 +185,6 @@ impl Store {
         each!(self, b => b.keys_of(account).await)
     }
 
-    /// Whether a SHA-256 key with this digest exists.
-    pub async fn digest_exists(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
-        each!(self, b => b.digest_exists(digest).await)
-    }
-
     /// The id of the SHA-256 key with each digest, `None` where there is none (one round trip
     /// on Redis, whatever the table's size).
     pub async fn ids_of_digests(

@@ -110,7 +110,7 @@ impl Manager {
         let now = unix_now();
         let (digest, rec) = self.import_record(req, now)?;
         let max = self.max_keys(self.account_plan(&rec.account).await?.as_deref());
-        if self.store.digest_exists(&digest).await? {
+        if self.store.ids_of_digests(&[digest]).await?[0].is_some() {
             return Err(ManageError::Conflict(
                 "a key with this digest exists".into(),
             ));

@@ -291,11 +291,6 @@ impl RedisStore {
         self.retry(|| self.keys_of_once(account)).await
     }
 
-    pub async fn digest_exists(&self, digest: &[u8; 32]) -> Result<bool, StoreError> {
-        let hex = to_hex(digest);
-        self.retry(|| self.digest_exists_once(&hex)).await
-    }
-
     pub async fn ids_of_digests(
         &self,
         digests: &[[u8; 32]],

@@ -94,11 +94,6 @@ impl RedisStore {
         Ok(out)
     }
 
-    pub(super) async fn digest_exists_once(&self, hex: &str) -> Result<bool, StoreError> {
-        let mut con = self.conn().await?;
-        con.hexists(self.k("digests"), hex).await.map_err(err)
-    }
-
     /// The key id under each digest (lowercase hex), `None` where there is none.
     pub(super) async fn ids_of_digests_once(
         &self,
