@@ -9,14 +9,12 @@
 mod common;
 mod proxy;
 
-use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::raw::{request, send_raw};
 use common::redis_server::RedisServer;
 use common::{Harness, http_call, wait_until};
-use proxy::{Echo, Proxy, envoy_bin, envoy_module, start_envoy_module};
+use proxy::{Echo, Proxy, envoy_bin, envoy_module, start_envoy_module, symbols};
 
 /// A key made through the admin API: its id and the key itself.
 struct Created {
@@ -24,27 +22,20 @@ struct Created {
     key: String,
 }
 
-fn symbols(path: &std::path::Path, args: &[&str]) -> BTreeSet<String> {
-    let out = Command::new("nm")
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("nm (binutils) runs");
-    assert!(out.status.success(), "nm {}: {:?}", path.display(), out);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().last())
-        .filter(|s| s.starts_with("envoy_dynamic_module_"))
-        .map(String::from)
-        .collect()
-}
-
 #[test]
 fn every_callback_the_module_imports_is_in_the_pinned_binary() {
     let module = envoy_module();
-    let imported = symbols(&module, &["-D", "--undefined-only"]);
-    let exported = symbols(&module, &["-D", "--defined-only"]);
-    let envoy = symbols(&envoy_bin(), &["-D", "--defined-only"]);
+    let imported = symbols(
+        &module,
+        &["-D", "--undefined-only"],
+        "envoy_dynamic_module_",
+    );
+    let exported = symbols(&module, &["-D", "--defined-only"], "envoy_dynamic_module_");
+    let envoy = symbols(
+        &envoy_bin(),
+        &["-D", "--defined-only"],
+        "envoy_dynamic_module_",
+    );
     assert!(imported.len() >= 10, "{imported:?}");
     let missing: Vec<&String> = imported.difference(&envoy).collect();
     assert!(

@@ -10,41 +10,25 @@
 mod common;
 mod proxy;
 
-use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
 use common::raw::{request, send_raw};
 use common::{Harness, http_call, wait_until};
 use proxy::nginx_module::{metrics, module_conf, nginx_module, settle, start_nginx_module};
-use proxy::{Echo, Proxy, nginx_bin};
-
-fn symbols(path: &std::path::Path, args: &[&str]) -> BTreeSet<String> {
-    let out = Command::new("nm")
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("nm (binutils) runs");
-    assert!(out.status.success(), "nm {}: {:?}", path.display(), out);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().last())
-        .filter(|s| s.starts_with("ngx_"))
-        .map(String::from)
-        .collect()
-}
+use proxy::{Echo, Proxy, nginx_bin, symbols};
 
 #[test]
 fn every_nginx_symbol_the_module_imports_is_in_the_binary() {
-    let imported = symbols(&nginx_module(), &["-D", "--undefined-only"]);
-    let nginx = symbols(&nginx_bin(), &["-D", "--defined-only"]);
+    let imported = symbols(&nginx_module(), &["-D", "--undefined-only"], "ngx_");
+    let nginx = symbols(&nginx_bin(), &["-D", "--defined-only"], "ngx_");
     assert!(imported.len() >= 10, "{imported:?}");
     let missing: Vec<&String> = imported.difference(&nginx).collect();
     assert!(
         missing.is_empty(),
         "symbols nginx does not have: {missing:?}"
     );
-    let exported = symbols(&nginx_module(), &["-D", "--defined-only"]);
+    let exported = symbols(&nginx_module(), &["-D", "--defined-only"], "ngx_");
     for table in ["ngx_modules", "ngx_module_names", "ngx_module_order"] {
         assert!(
             exported.contains(table),

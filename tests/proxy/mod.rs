@@ -582,3 +582,20 @@ fn launch_nginx(bin: &Path, keygate: SocketAddr, upstream: SocketAddr) -> Proxy 
         group: false,
     }
 }
+
+/// The dynamic symbols starting with `prefix` that `nm ARGS` lists for `path` (what a module
+/// imports, with `--undefined-only`; what a proxy binary exports, with `--defined-only`).
+pub fn symbols(path: &Path, args: &[&str], prefix: &str) -> std::collections::BTreeSet<String> {
+    let out = Command::new("nm")
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("nm (binutils) runs");
+    assert!(out.status.success(), "nm {}: {:?}", path.display(), out);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|s| s.starts_with(prefix))
+        .map(String::from)
+        .collect()
+}

@@ -1,3 +1,9 @@
+//! nginx-sys's build script as the published crate 0.5.0 has it: it finds a configured nginx
+//! tree, generates the bindings with bindgen, and passes nginx's feature flags to dependents.
+//! It stays one file, as published, so that a newer nginx-sys can be dropped in and compared
+//! line for line (README.keygate.md); keygate's one change, configuring Debian's nginx source
+//! tree by itself, is [`debian`], called where the tree is looked for.
+
 extern crate bindgen;
 
 mod debian;
