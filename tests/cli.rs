@@ -432,6 +432,27 @@ async fn a_bulk_import_from_a_file_is_safe_to_run_again() {
         (&again["imported"], &again["skipped"]),
         (&serde_json::json!(0), &serde_json::json!(1_500))
     );
+    // On a terminal (a pseudo-terminal made by `script`): a progress bar, not plain lines.
+    let more = h.dir.path().join("more.jsonl");
+    let line =
+        serde_json::json!({"account": "filed", "scheme": "live", "sha256": digest(9_999_999)});
+    std::fs::write(&more, line.to_string()).unwrap();
+    let command = format!(
+        "{} --config {} keys import --file {}",
+        bin().display(),
+        h.config_path.display(),
+        more.display()
+    );
+    let tty = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("KEYGATE_LOG", "warn")
+        .output()
+        .expect("script (bsdutils) runs");
+    let seen = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{seen}");
+    assert!(seen.contains("importing ["), "no progress bar: {seen}");
+    assert!(!seen.contains("lines done"), "{seen}");
+    assert!(seen.contains(r#""imported":1"#), "{seen}");
     // One option or the other: a file and a digest together are refused by the parser.
     let both = cli(
         &h,
