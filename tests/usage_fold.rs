@@ -60,6 +60,8 @@ async fn five_sidecars_fold_usage_exactly_once() {
             let u = common::json(m.usage("acme").await.unwrap());
             let t = total(&u);
             assert!(t <= want, "counted {t} of {want}: {u}");
+            // A count without its last use would be a fold seen half.
+            assert!(t == 0 || u["keys"][0]["lastUsedAt"].is_string(), "{u}");
             t == want
         },
     )
@@ -78,6 +80,12 @@ async fn five_sidecars_fold_usage_exactly_once() {
     let hash = format!("{{keygate}}:usage:{}", k.id);
     let folded: Option<u64> = redis.cmd(&["HGET", &hash, &day]);
     assert_eq!(folded, Some(want));
+    // The store's usage read alone carries the folded last use, so a report never depends
+    // on when the key's record was read.
+    let store = keygate_store::Store::open(&fleet[0].settings.store).unwrap();
+    let read = store.usage(std::slice::from_ref(&k.id)).await.unwrap();
+    assert!(read[&k.id].last_used.is_some(), "{read:?}");
+    assert!(store.usage(&[]).await.unwrap().is_empty());
     let holder: Option<String> = redis.cmd(&["GET", "{keygate}:usage_folder"]);
     assert!(holder.is_some(), "one sidecar holds the folder's lease");
 

@@ -220,23 +220,37 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Usage per day of these keys: the folded counts plus the entries not yet folded, read
-    /// in one transaction.
+    /// Usage per day of these keys and their last use: the folded counts and last uses plus
+    /// the entries not yet folded, read in one transaction (a fold between two reads would
+    /// otherwise move a use from one to the other unseen).
     pub(super) async fn usage_once(
         &self,
         ids: &[String],
     ) -> Result<BTreeMap<String, KeyDays>, StoreError> {
+        if ids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         let mut con = self.conn().await?;
         let mut pipe = redis::pipe();
         pipe.atomic();
         for id in ids {
             pipe.hgetall(self.k(&format!("usage:{id}")));
         }
+        pipe.cmd("HMGET").arg(self.k("last_used")).arg(ids);
         pipe.cmd("XRANGE").arg(self.k("usage_in")).arg("-").arg("+");
-        let (fields, pending): (Vec<HashMap<String, u64>>, StreamRangeReply) = {
+        let (fields, folded_last, pending): (
+            Vec<HashMap<String, u64>>,
+            Vec<Option<i64>>,
+            StreamRangeReply,
+        ) = {
             let mut v: Vec<redis::Value> = pipe.query_async(&mut con).await.map_err(err)?;
             let parsed = |e: redis::ParsingError| err(e.into());
             let pending = v
+                .pop()
+                .map(redis::from_redis_value)
+                .transpose()
+                .map_err(parsed)?;
+            let folded_last = v
                 .pop()
                 .map(redis::from_redis_value)
                 .transpose()
@@ -246,15 +260,23 @@ impl RedisStore {
                 .map(redis::from_redis_value)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(parsed)?;
-            (fields, pending.unwrap_or_default())
+            (
+                fields,
+                folded_last.unwrap_or_default(),
+                pending.unwrap_or_default(),
+            )
         };
         let mut sum: HashMap<String, KeyUsage> = HashMap::new();
         for (_, data) in entries(&pending) {
             decode(&data, &mut sum);
         }
         let mut out = BTreeMap::new();
-        for (id, fields) in ids.iter().zip(fields) {
-            let mut days = KeyDays::default();
+        let folded_last = folded_last.into_iter().chain(std::iter::repeat(None));
+        for ((id, fields), last) in ids.iter().zip(fields).zip(folded_last) {
+            let mut days = KeyDays {
+                last_used: last,
+                ..KeyDays::default()
+            };
             let mut add = |day, reason: Option<Reason>, n| match reason {
                 None => *days.allowed.entry(day).or_default() += n,
                 Some(r) => {
@@ -268,7 +290,9 @@ impl RedisStore {
                 }
             }
             if let Some(u) = sum.get(id) {
-                days.last_used = (u.last_used > 0).then_some(u.last_used);
+                if u.last_used > 0 {
+                    days.last_used = days.last_used.max(Some(u.last_used));
+                }
                 for (day, n) in &u.per_day {
                     add(*day, None, *n);
                 }
