@@ -6,7 +6,8 @@ use clap::{Args, Subcommand};
 use keygate::admin::ManageError;
 use keygate::admin::manage::{CreateKey, ImportKey, Manager, UpdateKey};
 use keygate::admin::views::Revoked;
-use keygate::core::limit::{Credits, Interval, Per, RateLimit, Refill, Shared};
+use keygate::core::credits::{Credits, Interval, Refill};
+use keygate::core::limit::{Per, RateLimit, Shared};
 use keygate::core::meta::Meta;
 
 #[derive(Subcommand)]

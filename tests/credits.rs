@@ -11,7 +11,7 @@ use common::redis_server::RedisServer;
 use common::{Harness, HttpReply, wait_until};
 use keygate::admin::manage::CreateKey;
 use keygate::core::credits::Balance;
-use keygate::core::limit::{Credits, Interval, Refill};
+use keygate::core::credits::{Credits, Interval, Refill};
 use keygate::store::Store;
 use keygate::store::state::CreditLease;
 use serde_json::json;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{Harness, HttpReply, metric, wait_until};
 use keygate::admin::manage::CreateKey;
-use keygate::core::limit::{Credits, Per, RateLimit, Shared};
+use keygate::core::credits::Credits;
+use keygate::core::limit::{Per, RateLimit, Shared};
 use proxy::fronts::{Front, Setup, bearer, setup};
 use serde_json::json;
 

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::core::credits::Credits;
 use crate::core::key::{Account, KeyRecord};
-use crate::core::limit::{Credits, RateLimit};
+use crate::core::limit::RateLimit;
 use crate::core::meta::Meta;
 use crate::store::state::{AuditEvent, DAY, KeyDays};
 

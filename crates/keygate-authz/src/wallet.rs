@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use keygate_core::credits;
-use keygate_core::limit::{Credits, LimitState};
+use keygate_core::credits::Credits;
+use keygate_core::limit::LimitState;
 use keygate_store::Store;
 use keygate_store::state::CreditLease;
 

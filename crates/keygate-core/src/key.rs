@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::limit::{Credits, RateLimit};
+use super::credits::Credits;
+use super::limit::RateLimit;
 use super::meta::Meta;
 use super::scheme::{Alphabet, CHECKSUM_LEN, HashKind, ID_LEN, Scheme, checksum};
 

@@ -15,9 +15,9 @@
 //! - [`credential`]: finding and parsing the presented key for the route's schemes.
 //! - [`scheme`]: how a key is presented, shaped and stored.
 //! - [`key`]: key and account records, generation, SHA-256 and Argon2id hashing.
-//! - [`limit`]: rate limits and credits: definitions, window and refill arithmetic, the
-//!   `RateLimit` fields.
-//! - [`credits`]: a key's credit balance, its refills, leases taken from it and given back.
+//! - [`limit`]: rate limits: definitions, window arithmetic, the `RateLimit` fields.
+//! - [`credits`]: a key's credits as set, its refill calendar, its balance, leases taken from
+//!   it and given back.
 //! - [`meta`]: a key's metadata for the upstream: its limits, the reserved header prefix.
 //! - [`route`]: compiled routes, first match wins.
 //! - [`policy`]: schemes, routes, plans and identity header names, as one value.

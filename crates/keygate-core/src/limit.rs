@@ -1,6 +1,6 @@
-//! Rate limits and credits as records and plans carry them, the fixed-window and refill
-//! arithmetic every counter shares, and what a decision reports of them (the IETF
-//! `RateLimit` and `RateLimit-Policy` fields, `Retry-After`).
+//! Rate limits as records and plans carry them, the fixed-window arithmetic every counter
+//! shares, and what a decision reports of them and of credits (the IETF `RateLimit` and
+//! `RateLimit-Policy` fields, `Retry-After`).
 //!
 //! Windows are aligned to the Unix epoch (a `1m` window starts at every whole minute), so
 //! every instance of a fleet agrees on them without talking.
@@ -131,93 +131,6 @@ pub fn window(now: i64, per: u32) -> i64 {
 pub fn reset_in(now: i64, per: u32) -> u32 {
     let per = i64::from(per);
     (per - now.rem_euclid(per)) as u32
-}
-
-/// How often credits come back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Interval {
-    /// At 00:00 UTC.
-    Daily,
-    /// At 00:00 UTC on the first of the month.
-    Monthly,
-}
-
-impl Interval {
-    /// The refill period `now` falls in: days or months since the epoch.
-    pub fn period(self, now: i64) -> i64 {
-        let day = now.div_euclid(86_400);
-        match self {
-            Interval::Daily => day,
-            Interval::Monthly => {
-                let (y, m) = civil_month(day);
-                y * 12 + i64::from(m) - 1 - 1970 * 12
-            }
-        }
-    }
-
-    /// Unix seconds at which `period` starts.
-    pub fn start(self, period: i64) -> i64 {
-        match self {
-            Interval::Daily => period * 86_400,
-            Interval::Monthly => {
-                let (y, m) = ((period).div_euclid(12) + 1970, period.rem_euclid(12) + 1);
-                days_from_civil(y, m as u32) * 86_400
-            }
-        }
-    }
-
-    /// Seconds from `now` to the next refill.
-    pub fn next_in(self, now: i64) -> i64 {
-        self.start(self.period(now) + 1) - now
-    }
-
-    /// The period's length in seconds at `now` (a month's varies).
-    pub fn len_at(self, now: i64) -> i64 {
-        let p = self.period(now);
-        self.start(p + 1) - self.start(p)
-    }
-}
-
-/// Year and month (1-12) of a day since the epoch (proleptic Gregorian).
-fn civil_month(day: i64) -> (i64, u32) {
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m)
-}
-
-/// Days since the epoch of the first of month `m` (1-12) of year `y`.
-fn days_from_civil(y: i64, m: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// A credit refill: back to `amount` at the start of every interval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Refill {
-    pub amount: u64,
-    pub interval: Interval,
-}
-
-/// A key's credits as set: `remaining` when set, refilled to `refill.amount` each interval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Credits {
-    pub remaining: u64,
-    #[serde(default)]
-    pub refill: Option<Refill>,
 }
 
 /// The name the credit budget has in the RateLimit fields.
@@ -366,22 +279,6 @@ mod tests {
         assert_eq!((window(119, 60), reset_in(119, 60)), (1, 1));
         assert_eq!((window(120, 60), reset_in(120, 60)), (2, 60));
         assert_eq!(reset_in(5, 1), 1);
-    }
-
-    #[test]
-    fn refill_periods_follow_the_calendar() {
-        // 2026-12-01T00:00:00Z and 2027-01-01T00:00:00Z.
-        let (dec, jan) = (1_796_083_200, 1_798_761_600);
-        let m = Interval::Monthly;
-        assert_eq!(m.period(dec) + 1, m.period(jan));
-        assert_eq!(m.period(jan - 1), m.period(dec));
-        assert_eq!(m.start(m.period(dec + 12345)), dec);
-        assert_eq!(m.next_in(jan - 10), 10);
-        assert_eq!(m.len_at(dec), 31 * 86_400);
-        // February of a leap year.
-        assert_eq!(m.len_at(1_709_251_200 - 86_400), 29 * 86_400);
-        assert_eq!(Interval::Daily.next_in(dec + 3600), 23 * 3600);
-        assert_eq!(m.period(0), 0);
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! the limits, credits and metadata as JSON when set. Integers are little-endian. A flag
 //! marks a disabled key. Records written before a flag existed read as without it.
 
+use crate::credits::Credits;
 use crate::key::{HashRef, KeyHash, KeyRecord, sha256};
-use crate::limit::{Credits, RateLimit};
+use crate::limit::RateLimit;
 use crate::meta::Meta;
 
 /// Buckets of a snapshot: a million keys make 15 a bucket, ten million 150.

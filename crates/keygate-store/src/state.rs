@@ -7,8 +7,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use keygate_core::credits::Balance;
+use keygate_core::credits::Credits;
 use keygate_core::key::{Account, KeyRecord};
-use keygate_core::limit::{Credits, RateLimit};
+use keygate_core::limit::RateLimit;
 use keygate_core::meta::Meta;
 
 /// Seconds in a UTC day; usage is counted per `unix_seconds / DAY`.

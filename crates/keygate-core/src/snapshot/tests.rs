@@ -1,7 +1,8 @@
 //! Snapshot records round-trip what the table needs, merge by version, and refuse damage.
 
 use super::*;
-use crate::limit::{Credits, Per, RateLimit, Shared};
+use crate::credits::Credits;
+use crate::limit::{Per, RateLimit, Shared};
 
 fn rec(id: &str, version: u64) -> KeyRecord {
     serde_json::from_value(serde_json::json!({

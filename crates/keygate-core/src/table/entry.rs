@@ -4,8 +4,9 @@
 
 use std::sync::{Arc, OnceLock};
 
+use crate::credits::Credits;
 use crate::key::{self, HashRef, KeyRecord};
-use crate::limit::{Credits, RateLimit};
+use crate::limit::RateLimit;
 use crate::meta::Meta;
 
 /// A key's scope restriction.
