@@ -37,10 +37,10 @@
 #
 # The authorized Envoy rows use envoy/envoy.yaml and envoy/envoy-http.yaml and the nginx rows
 # config/nginx.conf (keygate inside nginx: config/nginx-module.conf, and
-# bench/nginx-module-file.conf against bench/nginx-file.conf, a static file), as shipped, with only the addresses replaced (as tests/proxy/mod.rs
-# does); allow_all and keygate get the same config, so those pairs differ only in the
-# authorization server. Envoy runs with --concurrency 1 --disable-hot-restart, nginx with one
-# process.
+# bench/nginx-module-file.conf against bench/nginx-file.conf, a static file), as shipped, with
+# only the addresses replaced (as tests/proxy/ does); allow_all and keygate get the same
+# config, so those pairs differ only in the authorization server. Envoy runs with
+# --concurrency 1 --disable-hot-restart, nginx with one process.
 #
 # Pinning (BENCH_PIN): the proxy alone on BENCH_CPU_PROXY; wrk, the authorization server and
 # the upstream on BENCH_CPU_OTHERS. The proxy is the component under saturation, and keygate

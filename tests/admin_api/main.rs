@@ -6,14 +6,18 @@
 
 //!
 //! One test binary, one file per concern: [`client`] (the recording API client and its
-//! helpers), [`scenario`] (every endpoint in order, on both stores, across restarts), [`auth`]
-//! (the token), [`errors`] (400s, 404s, paths and bodies), [`key_limit`] (the plan's limit), [`update`] (keys changed in place).
+//! helpers), [`core_scenario`] (every endpoint in order), [`scenario`] (that scenario on both
+//! stores, across restarts), [`auth`] (the token), [`errors`] (400s, 404s, 405s), [`edge_cases`]
+//! (paths, bodies and rotation), [`key_limit`] (the plan's limit), [`update`] (keys changed in
+//! place).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod auth;
 mod client;
+mod core_scenario;
+mod edge_cases;
 mod errors;
 mod key_limit;
 mod scenario;
