@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the core micro-benchmarks (benches/core.rs) and prints the median of each, plus the
+# Runs the core micro-benchmarks (benches/core/) and prints the median of each, plus the
 # decide figures as multiples of one SHA-256 of a key (baseline/sha256_54_bytes), which
 # travel between machines better than nanoseconds do.
 #
