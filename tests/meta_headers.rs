@@ -2,7 +2,8 @@
 //! as `x-keygate-meta-<key>` and never a client-sent header under that prefix (Envoy and the
 //! modules remove them; nginx, which cannot remove headers by prefix, refuses such a request
 //! with 400 `bad_header` once the caller is known). Envoy also gets the entries as dynamic
-//! metadata. A change of the metadata is in force within the second.
+//! metadata, seen by Envoy itself (its access log prints the namespace whole). A change of the
+//! metadata is in force within the second.
 
 mod common;
 mod proxy;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use common::wait_until;
 use keygate::admin::manage::UpdateKey;
-use proxy::fronts::{Front, Setup, bearer, setup};
+use proxy::fronts::{Front, Setup, bearer, setup, setup_with};
 use serde_json::json;
 
 async fn set_meta(s: &Setup, id: &str, meta: serde_json::Value) {
@@ -133,4 +134,74 @@ async fn grpc_dynamic_metadata_carries_the_entries() {
             .iter()
             .any(|h| h.header.as_ref().unwrap().key == "x-keygate-meta-tier")
     );
+}
+
+/// In every Envoy front the identity and the entries reach Envoy's dynamic metadata: the
+/// shipped config with its access log printing the namespace keygate fills, whole.
+async fn envoy_dynamic_metadata(front: Front, namespace: &str, names: [&str; 5]) {
+    let print = format!("md=%DYNAMIC_METADATA({namespace})% key_id=");
+    let s = setup_with(front, &[("key_id=", print)]).await;
+    s.h.manager
+        .set_account("test", "acme", Some(Some("starter".into())), Some("active"))
+        .await
+        .unwrap();
+    let k = s.key("live", "acme", Some(&["usage:read"])).await;
+    set_meta(&s, &k.id, json!({"tier": "gold"})).await;
+    let b = bearer(&k.key);
+    let plain = [("authorization", b.as_str())];
+    wait_until("the metadata in force", Duration::from_secs(5), || async {
+        s.pass("GET", "/v1/account/usage", &plain)
+            .await
+            .one("x-keygate-meta-tier")
+            .is_some()
+    })
+    .await;
+    let seen = || {
+        let log = s.proxy.access_log();
+        log.lines()
+            .rev()
+            .find(|l| l.contains("\"GET /v1/account/usage "))
+            .and_then(|l| l.split("md=").nth(1))
+            .and_then(|md| serde_json::Deserializer::from_str(md).into_iter().next())
+            .and_then(Result::ok)
+    };
+    let want = json!({
+        names[0]: k.id,
+        names[1]: "acme",
+        names[2]: "usage:read",
+        names[3]: "starter",
+        names[4]: "gold",
+    });
+    wait_until("the access log line", Duration::from_secs(10), || async {
+        // Envoy's ext_authz filter adds its own `ext_authz_duration` beside keygate's.
+        seen().is_some_and(|mut md: serde_json::Value| {
+            md.as_object_mut().unwrap().remove("ext_authz_duration");
+            md == want
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn envoy_grpc_dynamic_metadata() {
+    let names = ["key_id", "account", "scopes", "plan", "meta.tier"];
+    envoy_dynamic_metadata(Front::EnvoyGrpc, "envoy.filters.http.ext_authz", names).await;
+}
+
+#[tokio::test]
+async fn envoy_http_dynamic_metadata() {
+    let names = [
+        "x-keygate-key-id",
+        "x-keygate-account",
+        "x-keygate-scopes",
+        "x-keygate-plan",
+        "x-keygate-meta-tier",
+    ];
+    envoy_dynamic_metadata(Front::EnvoyHttp, "envoy.filters.http.ext_authz", names).await;
+}
+
+#[tokio::test]
+async fn envoy_module_dynamic_metadata() {
+    let names = ["key_id", "account", "scopes", "plan", "meta.tier"];
+    envoy_dynamic_metadata(Front::EnvoyModule, "keygate", names).await;
 }

@@ -59,11 +59,28 @@ pub enum EnvoyMode {
 /// gRPC listener for `Grpc`, its HTTP listener for `Http`) and the echo upstream at
 /// `upstream`, and waits until it serves.
 pub async fn start_envoy(mode: EnvoyMode, keygate: SocketAddr, upstream: SocketAddr) -> Proxy {
-    let bin = envoy_bin();
-    start_retrying(|| launch_envoy(&bin, mode, keygate, upstream)).await
+    start_envoy_with(mode, keygate, upstream, &[]).await
 }
 
-fn launch_envoy(bin: &Path, mode: EnvoyMode, keygate: SocketAddr, upstream: SocketAddr) -> Proxy {
+/// [`start_envoy`] with `extra` substitutions in the shipped config besides the addresses
+/// (each must be there, as for the addresses).
+pub async fn start_envoy_with(
+    mode: EnvoyMode,
+    keygate: SocketAddr,
+    upstream: SocketAddr,
+    extra: &[(&str, String)],
+) -> Proxy {
+    let bin = envoy_bin();
+    start_retrying(|| launch_envoy(&bin, mode, keygate, upstream, extra)).await
+}
+
+fn launch_envoy(
+    bin: &Path,
+    mode: EnvoyMode,
+    keygate: SocketAddr,
+    upstream: SocketAddr,
+    extra: &[(&str, String)],
+) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let listen = free_port();
     let admin = free_port();
@@ -87,6 +104,7 @@ fn launch_envoy(bin: &Path, mode: EnvoyMode, keygate: SocketAddr, upstream: Sock
             ("envoy-http", ENVOY_HTTP_YAML)
         }
     };
+    subs.extend(extra.iter().cloned());
     let config = render(template, &subs);
     let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, &config).unwrap();
@@ -174,24 +192,39 @@ pub fn run_envoy_module_to_exit(config: &Path) -> std::process::Output {
 /// Starts the real Envoy from `envoy/envoy-module.yaml` with the keygate config at `config`
 /// and the echo upstream at `upstream`, and waits until it serves.
 pub async fn start_envoy_module(config: &Path, upstream: SocketAddr) -> Proxy {
-    let bin = envoy_bin();
-    let module = envoy_module();
-    start_retrying(|| launch_envoy_module(&bin, &module, config, upstream)).await
+    start_envoy_module_with(config, upstream, &[]).await
 }
 
-fn launch_envoy_module(bin: &Path, module: &Path, config: &Path, upstream: SocketAddr) -> Proxy {
+/// [`start_envoy_module`] with `extra` substitutions in the shipped config besides the
+/// addresses and the config path.
+pub async fn start_envoy_module_with(
+    config: &Path,
+    upstream: SocketAddr,
+    extra: &[(&str, String)],
+) -> Proxy {
+    let bin = envoy_bin();
+    let module = envoy_module();
+    start_retrying(|| launch_envoy_module(&bin, &module, config, upstream, extra)).await
+}
+
+fn launch_envoy_module(
+    bin: &Path,
+    module: &Path,
+    config: &Path,
+    upstream: SocketAddr,
+    extra: &[(&str, String)],
+) -> Proxy {
     let dir = tempfile::tempdir().unwrap();
     let (listen, admin) = (free_port(), free_port());
     let port = |p: u16| format!("port_value: {p}");
-    let text = render(
-        ENVOY_MODULE_YAML,
-        &[
-            ("port_value: 10000", port(listen)),
-            ("port_value: 9901", port(admin)),
-            ("port_value: 8080", port(upstream.port())),
-            ("/etc/keygate/keygate.yaml", config.display().to_string()),
-        ],
-    );
+    let mut subs = vec![
+        ("port_value: 10000", port(listen)),
+        ("port_value: 9901", port(admin)),
+        ("port_value: 8080", port(upstream.port())),
+        ("/etc/keygate/keygate.yaml", config.display().to_string()),
+    ];
+    subs.extend(extra.iter().cloned());
+    let text = render(ENVOY_MODULE_YAML, &subs);
     let path = dir.path().join("envoy.yaml");
     std::fs::write(&path, &text).unwrap();
     let mut cmd = Command::new(bin);

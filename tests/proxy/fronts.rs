@@ -7,7 +7,7 @@ use keygate::admin::manage::Created;
 use serde_json::Value;
 
 use super::nginx_module::{metrics, settle, start_nginx_module};
-use super::{Echo, EnvoyMode, Proxy, start_envoy, start_envoy_module, start_nginx};
+use super::{Echo, EnvoyMode, Proxy, start_envoy_module_with, start_envoy_with, start_nginx};
 use crate::common::{Harness, HttpReply, http_call, http_call_body, wait_until};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,20 +40,34 @@ pub struct Setup {
 }
 
 pub async fn setup(front: Front) -> Setup {
+    setup_with(front, &[]).await
+}
+
+/// [`setup`] with `envoy` substitutions in the shipped Envoy config (the nginx fronts take
+/// none).
+pub async fn setup_with(front: Front, envoy: &[(&str, String)]) -> Setup {
+    assert!(
+        envoy.is_empty() || !matches!(front, Front::Nginx | Front::NginxModule { .. }),
+        "{front:?} takes no Envoy config"
+    );
     let turn = SERIAL.lock().await;
     let h = Harness::start().await;
     let echo = Echo::start().await;
     let proxy = match front {
         Front::EnvoyGrpc => {
-            start_envoy(EnvoyMode::Grpc, h.running().grpc.unwrap(), echo.addr).await
+            let grpc = h.running().grpc.unwrap();
+            start_envoy_with(EnvoyMode::Grpc, grpc, echo.addr, envoy).await
         }
-        Front::EnvoyHttp => start_envoy(EnvoyMode::Http, h.http_addr(), echo.addr).await,
+        Front::EnvoyHttp => {
+            start_envoy_with(EnvoyMode::Http, h.http_addr(), echo.addr, envoy).await
+        }
         Front::Nginx => start_nginx(h.http_addr(), echo.addr).await,
-        Front::EnvoyModule => start_envoy_module(&h.config_path, echo.addr).await,
+        Front::EnvoyModule => start_envoy_module_with(&h.config_path, echo.addr, envoy).await,
         Front::NginxModule { workers } => {
             start_nginx_module(&h.config_path, echo.addr, workers).await
         }
     };
+
     Setup {
         front,
         proxy,
