@@ -6,12 +6,13 @@
 mod common;
 mod proxy;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::redis_server::RedisServer;
 use common::{Harness, http_call, wait_until};
 use proxy::nginx_module::{gauge, metrics, settle, start_nginx_module};
+use proxy::redis_outage::{allowed_through_redis_restart, daily_limited};
 use proxy::{Echo, Proxy};
 
 async fn status(p: &Proxy, key: &str, path: &str) -> u16 {
@@ -54,18 +55,12 @@ async fn two_workers_follow_redis_beside_a_sidecar() {
     }
 
     // A rate limit on Redis is the fleet's: 5 a day in all across the two workers.
-    let create = keygate::admin::manage::CreateKey {
-        account: "acme".into(),
-        scheme: Some("live".into()),
-        rate_limits: Some(vec![keygate::core::limit::RateLimit {
-            name: "daily".into(),
-            requests: 5,
-            per: keygate::core::limit::Per::parse("1d").unwrap(),
-            shared: keygate::core::limit::Shared::Key,
-        }]),
-        ..Default::default()
-    };
-    let limited = h.manager.create_key("test", create).await.unwrap().key;
+    let limited = h
+        .manager
+        .create_key("test", daily_limited(5))
+        .await
+        .unwrap()
+        .key;
     settle(&p, revision()).await;
     let mut allowed = 0;
     for i in 0..14 {
@@ -78,39 +73,8 @@ async fn two_workers_follow_redis_beside_a_sidecar() {
     assert_eq!(allowed, 5, "the limit is the fleet's, not each worker's");
 
     // Redis killed and restarted under load: every decision is still made, from the tables.
-    let load = {
-        let (addr, k) = (p.addr, format!("Bearer {}", key.key));
-        tokio::spawn(async move {
-            let mut statuses = BTreeMap::new();
-            let end = Instant::now() + Duration::from_secs(4);
-            while Instant::now() < end {
-                let s = http_call(addr, "GET", "/v1/load", &[("authorization", &k)])
-                    .await
-                    .status;
-                *statuses.entry(s).or_insert(0u32) += 1;
-            }
-            statuses
-        })
-    };
-    wait_until("load to start", Duration::from_secs(10), || async {
-        echo.count() > 40
-    })
-    .await;
-    redis.kill();
-    let before = echo.count();
-    wait_until(
-        "requests while Redis is down",
-        Duration::from_secs(10),
-        || async { echo.count() > before + 20 },
-    )
-    .await;
-    redis.restart();
-    let statuses = load.await.unwrap();
-    assert_eq!(
-        statuses.keys().copied().collect::<Vec<_>>(),
-        vec![200],
-        "decisions failed while Redis was down: {statuses:?}"
-    );
+    let bearer = format!("Bearer {}", key.key);
+    allowed_through_redis_restart(&mut redis, &echo, vec![p.addr], bearer, 40).await;
     assert_eq!(
         workers_answering(&p, "/v1/load", 200).len(),
         2,

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::redis_server::RedisServer;
 use crate::common::{self, Harness, http_call, wait_until};
+use crate::proxy::redis_outage::{allowed_through_redis_restart, daily_limited};
 use crate::proxy::{Echo, start_envoy_module};
 use crate::support::status;
 
@@ -58,18 +59,12 @@ async fn two_envoys_and_a_sidecar_share_one_redis() {
     );
 
     // A rate limit counted across both Envoys: 5 a day in all, then 429 in each.
-    let create = keygate::admin::manage::CreateKey {
-        account: "acme".into(),
-        scheme: Some("live".into()),
-        rate_limits: Some(vec![keygate::core::limit::RateLimit {
-            name: "daily".into(),
-            requests: 5,
-            per: keygate::core::limit::Per::parse("1d").unwrap(),
-            shared: keygate::core::limit::Shared::Key,
-        }]),
-        ..Default::default()
-    };
-    let limited = h.manager.create_key("test", create).await.unwrap().key;
+    let limited = h
+        .manager
+        .create_key("test", daily_limited(5))
+        .await
+        .unwrap()
+        .key;
     for p in [&a, &b] {
         wait_until(
             "the limited key in an Envoy",
@@ -93,41 +88,8 @@ async fn two_envoys_and_a_sidecar_share_one_redis() {
     assert_eq!(allowed, 5, "the limit is the fleet's, not each Envoy's");
 
     // Redis killed and restarted under load: every decision is still made, from the table.
-    let load = {
-        let (addr_a, addr_b, k) = (a.addr, b.addr, format!("Bearer {}", key.key));
-        tokio::spawn(async move {
-            let mut statuses = std::collections::BTreeMap::new();
-            let end = Instant::now() + Duration::from_secs(4);
-            while Instant::now() < end {
-                for addr in [addr_a, addr_b] {
-                    let s = http_call(addr, "GET", "/v1/load", &[("authorization", &k)])
-                        .await
-                        .status;
-                    *statuses.entry(s).or_insert(0u32) += 1;
-                }
-            }
-            statuses
-        })
-    };
-    wait_until("load to start", Duration::from_secs(10), || async {
-        echo.count() > 10
-    })
-    .await;
-    redis.kill();
-    let before = echo.count();
-    wait_until(
-        "requests while Redis is down",
-        Duration::from_secs(10),
-        || async { echo.count() > before + 20 },
-    )
-    .await;
-    redis.restart();
-    let statuses = load.await.unwrap();
-    assert_eq!(
-        statuses.keys().copied().collect::<Vec<_>>(),
-        vec![200],
-        "decisions failed while Redis was down: {statuses:?}"
-    );
+    let bearer = format!("Bearer {}", key.key);
+    allowed_through_redis_restart(&mut redis, &echo, vec![a.addr, b.addr], bearer, 10).await;
 
     // After the restart, a revocation is refused by both.
     wait_until(

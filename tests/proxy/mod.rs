@@ -4,7 +4,7 @@
 //! [`echo`] (the echo upstream), [`process`] (a running proxy, started and killed), [`envoy`]
 //! (the real Envoy, ext_authz and with the module) and [`nginx`] (the real nginx with
 //! auth_request); the module in nginx in [`nginx_module`], the fronts a test picks in
-//! [`fronts`].
+//! [`fronts`], the modules' Redis outage checks in [`redis_outage`].
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ pub mod fronts;
 mod nginx;
 pub mod nginx_module;
 mod process;
+pub mod redis_outage;
 
 pub use crate::common::free_port;
 // Re-exported whole: every test names them as `proxy::...`, each using only some of them.
