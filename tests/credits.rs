@@ -160,6 +160,18 @@ async fn balance_rules(store: &Store) {
         store.take_credits(&lease(1, next), 1).await.unwrap(),
         (1, b(1, 20_001, 4))
     );
+    // An instance whose clock still reads the day before takes from the new day's balance: no
+    // second refill, however the two alternate.
+    for left in [3, 2] {
+        assert_eq!(
+            store.take_credits(&lease(1, next - 1), 1).await.unwrap(),
+            (1, b(1, 20_001, left))
+        );
+        assert_eq!(
+            store.take_credits(&lease(1, next), 0).await.unwrap(),
+            (0, b(1, 20_001, left))
+        );
+    }
     // Set again: the set amount; an instance that has not seen it yet keeps the new balance.
     assert_eq!(
         store.take_credits(&lease(2, next), 1).await.unwrap(),

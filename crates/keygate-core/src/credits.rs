@@ -115,13 +115,15 @@ pub fn period(credits: &Credits, now: i64) -> i64 {
 
 /// The balance now. A stored balance of an older setting of the key's credits (or none) starts
 /// from `credits.remaining`; one of a past refill period is refilled; one of a newer setting
-/// than the caller knows is kept as it is.
+/// than the caller knows, or of a later period than the caller's clock reads, is kept as it is
+/// (refilling only forward, so two instances whose clocks straddle a period's start cannot
+/// refill the balance by turns).
 pub fn current(credits: &Credits, version: u64, stored: Option<Balance>, now: i64) -> Balance {
     let period = period(credits, now);
     match stored {
         Some(b) if b.version > version => b,
         Some(b) if b.version == version => match &credits.refill {
-            Some(r) if b.period != period => Balance {
+            Some(r) if b.period < period => Balance {
                 version,
                 period,
                 remaining: r.amount,
@@ -198,6 +200,12 @@ mod tests {
         // Same day: kept at zero. Next day: refilled to the amount.
         assert_eq!(current(&c, 1, Some(b), now + 60).remaining, 0);
         assert_eq!(current(&c, 1, Some(b), now + DAY).remaining, 10);
+        // A clock still in the day before takes from the new day's balance, never refilling
+        // it again.
+        let mut next = current(&c, 1, Some(b), now + DAY);
+        assert_eq!(take(&mut next, 4), 4);
+        let behind = current(&c, 1, Some(next), now);
+        assert_eq!((behind.remaining, behind.period), (6, 101));
         // Set again (a newer version): starts afresh; an older caller keeps the newer balance.
         assert_eq!(current(&c, 2, Some(b), now).remaining, 3);
         let newer = Balance { version: 5, ..b };

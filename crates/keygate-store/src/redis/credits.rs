@@ -21,7 +21,7 @@ if s then
 end
 if not ver or ver < version then
   ver, per, rem = version, period, initial
-elseif ver == version and refill > 0 and per ~= period then
+elseif ver == version and refill > 0 and per < period then
   per, rem = period, refill
 end
 local granted = math.min(want, rem)
