@@ -75,6 +75,77 @@ async fn meta(front: Front) {
     assert!(s.proxy.alive(), "{front:?}");
 }
 
+/// A key with every entry it may have, and a request with more spoofed headers than that,
+/// forged identity headers among them: the upstream gets exactly the key's entries and
+/// identity, whatever the proxy had to remove and rewrite.
+async fn many(front: Front) {
+    let mut s = setup(front).await;
+    let k = s.key("live", "acme", None).await;
+    let entries: serde_json::Map<String, serde_json::Value> = (0..16)
+        .map(|i| (format!("e{i}"), json!(format!("v{i}"))))
+        .collect();
+    set_meta(&s, &k.id, serde_json::Value::Object(entries)).await;
+    let b = bearer(&k.key);
+    // Fewer headers to remove than entries to add, and more (nginx reuses removed elements
+    // for added ones in the first case and rebuilds its list in the second).
+    for spoofed in [10, 30] {
+        let junk: Vec<(String, String)> = (0..spoofed)
+            .map(|i| (format!("x-keygate-meta-junk{i}"), "x".to_string()))
+            .chain([
+                ("x-keygate-key-id".to_string(), "forged".to_string()),
+                ("x-keygate-account".to_string(), "victim".to_string()),
+                ("x-keygate-meta-e3".to_string(), "spoofed".to_string()),
+            ])
+            .collect();
+        let mut headers: Vec<(&str, &str)> = vec![("authorization", b.as_str())];
+        headers.extend(junk.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        wait_until("the metadata in force", Duration::from_secs(5), || async {
+            let r = s.call("GET", "/v1/x", &headers).await;
+            r.status == 200 && r.json()["headers"]["x-keygate-meta-e15"] == json!(["v15"])
+        })
+        .await;
+        let up = s.pass("GET", "/v1/x", &headers).await;
+        for i in 0..16 {
+            let want = format!("v{i}");
+            assert_eq!(
+                up.values(&format!("x-keygate-meta-e{i}")),
+                [want],
+                "{front:?}"
+            );
+        }
+        for i in 0..spoofed {
+            assert!(
+                up.values(&format!("x-keygate-meta-junk{i}")).is_empty(),
+                "{front:?}"
+            );
+        }
+        assert_eq!(up.values("x-keygate-key-id"), std::slice::from_ref(&k.id), "{front:?}");
+        assert_eq!(up.values("x-keygate-account"), ["acme"], "{front:?}");
+        assert!(up.values("authorization").is_empty(), "{front:?}");
+    }
+    assert!(s.proxy.alive(), "{front:?}");
+}
+
+#[tokio::test]
+async fn envoy_grpc_many_entries_and_spoofed_headers() {
+    many(Front::EnvoyGrpc).await;
+}
+
+#[tokio::test]
+async fn envoy_http_many_entries_and_spoofed_headers() {
+    many(Front::EnvoyHttp).await;
+}
+
+#[tokio::test]
+async fn envoy_module_many_entries_and_spoofed_headers() {
+    many(Front::EnvoyModule).await;
+}
+
+#[tokio::test]
+async fn nginx_module_many_entries_and_spoofed_headers() {
+    many(Front::NginxModule { workers: 1 }).await;
+}
+
 #[tokio::test]
 async fn envoy_grpc_meta() {
     meta(Front::EnvoyGrpc).await;

@@ -1,8 +1,7 @@
 //! The hooks Envoy calls, exported with the names its loader looks up (all 21 an HTTP filter
 //! module must have). Each is a thin guard: a panic inside is caught and never crosses into
 //! Envoy (it would take the proxy down); a request whose hook panicked is refused, never let
-//! through. The response and completion hooks touch no filter state, so that Envoy may call
-//! them from inside `continue_decoding` or `send_response` while a hook holds the filter.
+//! through: it gets a 500 at once instead of waiting for a timeout.
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -20,6 +19,19 @@ fn guard<T>(what: &str, fallback: T, f: impl FnOnce() -> T) -> T {
             abi::LOG_ERROR,
             &format!("keygate: panic in {what}; refusing"),
         );
+        fallback
+    })
+}
+
+/// [`guard`] for a hook that owes the stream an answer: after a panic the request is refused
+/// with a 500 (no allow, and no stream left hanging until its timeout).
+fn guard_request<T>(what: &str, envoy: FilterEnvoyPtr, fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        log(
+            abi::LOG_ERROR,
+            &format!("keygate: panic in {what}; refusing with 500"),
+        );
+        guard("the refusal", (), || crate::reply::internal_error(envoy));
         fallback
     })
 }
@@ -105,10 +117,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: *const c_v
 }
 
 /// # Safety
-/// `filter` is what `filter_new` returned and Envoy runs one hook of it at a time.
-unsafe fn filter<'a>(filter: *const c_void) -> &'a mut Filter {
+/// `filter` is what `filter_new` returned, not destroyed yet, and used on its stream's worker
+/// only. A hook may run inside another (see [`Filter`]): only shared references are made.
+unsafe fn filter<'a>(filter: *const c_void) -> &'a Filter {
     // SAFETY: the caller's contract.
-    unsafe { &mut *filter.cast_mut().cast::<Filter>() }
+    unsafe { &*filter.cast::<Filter>() }
 }
 
 #[unsafe(no_mangle)]
@@ -117,10 +130,15 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     f: *const c_void,
     _end_of_stream: bool,
 ) -> u32 {
-    guard("request_headers", abi::HEADERS_STOP_ITERATION, || {
-        // SAFETY: Envoy's hook for this filter, on its worker.
-        unsafe { filter(f) }.on_request_headers(envoy)
-    })
+    guard_request(
+        "request_headers",
+        envoy,
+        abi::HEADERS_STOP_ITERATION,
+        || {
+            // SAFETY: Envoy's hook for this filter, on its worker.
+            unsafe { filter(f) }.on_request_headers(envoy)
+        },
+    )
 }
 
 #[unsafe(no_mangle)]
@@ -129,7 +147,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
     f: *const c_void,
     _event: u64,
 ) {
-    guard("scheduled", (), || {
+    guard_request("scheduled", envoy, (), || {
         // SAFETY: as for request_headers.
         unsafe { filter(f) }.on_scheduled(envoy)
     })

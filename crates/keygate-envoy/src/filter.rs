@@ -16,6 +16,7 @@
 //! a request it has not finished reading, so it holds a `Connection: close` request's
 //! connection open for its delayed-close timeout (1 s) after the answer.
 
+use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -129,30 +130,34 @@ struct SendPtr(SchedulerPtr);
 // only under the `Waiting` lock, and deleted exactly once.
 unsafe impl Send for SendPtr {}
 
+/// One stream's filter. Its hooks take `&self`: Envoy may run one hook inside another (a
+/// local reply sent while `continue_decoding` or `send_response` is on the stack runs
+/// `response_headers`), so no hook holds a unique borrow of the filter, and no cell's borrow
+/// is held across a call into Envoy.
 pub struct Filter {
     config: Arc<FilterConfig>,
-    started: Instant,
-    waiting: Option<Arc<Mutex<Waiting>>>,
+    started: Cell<Instant>,
+    waiting: RefCell<Option<Arc<Mutex<Waiting>>>>,
     /// A denial made in `request_headers`, answered from the next event-loop turn.
-    deferred: Option<(Denial, SendPtr)>,
+    deferred: RefCell<Option<(Denial, SendPtr)>>,
     /// The `RateLimit` fields of an allowed request, added to its response.
-    limit_fields: Vec<(&'static str, String)>,
+    limit_fields: RefCell<Vec<(&'static str, String)>>,
 }
 
 impl Filter {
     pub fn new(config: Arc<FilterConfig>) -> Filter {
         Filter {
             config,
-            started: Instant::now(),
-            waiting: None,
-            deferred: None,
-            limit_fields: Vec::new(),
+            started: Cell::new(Instant::now()),
+            waiting: RefCell::new(None),
+            deferred: RefCell::new(None),
+            limit_fields: RefCell::new(Vec::new()),
         }
     }
 
     /// `request_headers`: decide now, or park the request until a hash thread has verified.
-    pub fn on_request_headers(&mut self, envoy: FilterEnvoyPtr) -> u32 {
-        self.started = Instant::now();
+    pub fn on_request_headers(&self, envoy: FilterEnvoyPtr) -> u32 {
+        self.started.set(Instant::now());
         let headers = EnvoyHeaders::read(envoy);
         let step = with_request(&headers, |r| {
             self.config.module.engine.decide(r, Frontend::EnvoyModule)
@@ -163,7 +168,7 @@ impl Filter {
     /// Answers a decision, or parks the request until its verification (or credit lease) is
     /// done. `resume`: the request is parked already.
     fn step(
-        &mut self,
+        &self,
         envoy: FilterEnvoyPtr,
         headers: &EnvoyHeaders<'_>,
         step: Step,
@@ -179,7 +184,7 @@ impl Filter {
                     scheduler: Some(SendPtr(scheduler)),
                     result: None,
                 }));
-                self.waiting = Some(waiting.clone());
+                *self.waiting.borrow_mut() = Some(waiting.clone());
                 self.config.module.engine.verify(pending, move |p, ok| {
                     let mut w = waiting.lock().unwrap_or_else(|e| e.into_inner());
                     w.result = Some((p, ok));
@@ -196,14 +201,16 @@ impl Filter {
     }
 
     /// `scheduled`: the verification is done; decide again and let the request go or refuse it.
-    pub fn on_scheduled(&mut self, envoy: FilterEnvoyPtr) {
-        if let Some((d, s)) = self.deferred.take() {
+    pub fn on_scheduled(&self, envoy: FilterEnvoyPtr) {
+        let deferred = self.deferred.borrow_mut().take();
+        if let Some((d, s)) = deferred {
             // SAFETY: made in request_headers, deleted once.
             unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_delete(s.0) };
             deny(envoy, &d);
             return;
         }
-        let Some(waiting) = self.waiting.take() else {
+        let waiting = self.waiting.borrow_mut().take();
+        let Some(waiting) = waiting else {
             return;
         };
         let result = {
@@ -226,19 +233,19 @@ impl Filter {
 
     /// Applies a decision. `resume`: the request was parked and must be let go explicitly.
     fn answer(
-        &mut self,
+        &self,
         envoy: FilterEnvoyPtr,
         headers: &EnvoyHeaders<'_>,
         d: Decision,
         resume: bool,
     ) -> u32 {
-        let micros = self.started.elapsed().as_micros() as u64;
+        let micros = self.started.get().elapsed().as_micros() as u64;
         self.config.stats.latency(envoy, micros);
         match d {
             Ok(a) => {
                 self.allow(envoy, headers, &a);
                 if let Some(l) = &a.limit {
-                    self.limit_fields = l.headers(false);
+                    *self.limit_fields.borrow_mut() = l.headers(false);
                 }
                 if resume {
                     // SAFETY: on the worker, in the stream's hook; nothing of this filter is
@@ -259,15 +266,16 @@ impl Filter {
                     unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(envoy) };
                 // SAFETY: as above; any thread may commit.
                 unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_commit(s, 2) };
-                self.deferred = Some((denial, SendPtr(s)));
+                *self.deferred.borrow_mut() = Some((denial, SendPtr(s)));
                 abi::HEADERS_STOP_ALL_AND_BUFFER
             }
         }
     }
 
     /// `response_headers`: an allowed request's rate limit state, to the client.
-    pub fn on_response_headers(&mut self, envoy: FilterEnvoyPtr) -> u32 {
-        for (k, v) in std::mem::take(&mut self.limit_fields) {
+    pub fn on_response_headers(&self, envoy: FilterEnvoyPtr) -> u32 {
+        let fields = std::mem::take(&mut *self.limit_fields.borrow_mut());
+        for (k, v) in fields {
             // SAFETY: on the worker, in the stream's hook; Envoy copies name and value.
             unsafe {
                 abi::envoy_dynamic_module_callback_http_add_header(
@@ -311,29 +319,46 @@ impl Filter {
                 }
             }
         };
-        for (name, value) in wire.identity.iter().zip(values) {
-            let present = headers.has(name);
-            if value.is_some() || present {
-                write(name, value, present);
-            }
-        }
-        for name in wire.credentials.iter().filter(|n| headers.has(n)) {
-            write(name, None, true);
-        }
+        // Every read of the request's headers comes first: a write frees the entries Envoy
+        // lent for the hook (a replaced or removed header's name and value), so `headers`
+        // must not be looked at once one is made.
+        let identity_present = wire.identity.each_ref().map(|n| headers.has(n));
+        let credentials: Vec<&str> = (wire.credentials.iter())
+            .filter(|n| headers.has(n))
+            .map(String::as_str)
+            .collect();
         let meta = a.key.meta();
-        let mut meta_fields = Vec::new();
+        let mut spoofed = Vec::new();
+        let mut meta_headers = Vec::new();
         if let Some(prefix) = wire.meta_prefix.as_deref() {
             let names = headers.entries().map(|(k, _)| k);
             for n in keygate_core::meta::spoofed(names, prefix, meta) {
                 if let Ok(n) = std::str::from_utf8(n) {
-                    write(n, None, true);
+                    spoofed.push(n.to_owned());
                 }
             }
             for (k, v) in meta.into_iter().flatten() {
                 let name = keygate_core::meta::header_name(prefix, k);
-                write(&name, Some(v), headers.has(&name));
-                meta_fields.push((format!("meta.{k}"), v.as_str()));
+                let present = headers.has(&name);
+                meta_headers.push((name, k, v.as_str(), present));
             }
+        }
+
+        for (i, name) in wire.identity.iter().enumerate() {
+            if values[i].is_some() || identity_present[i] {
+                write(name, values[i], identity_present[i]);
+            }
+        }
+        for name in credentials {
+            write(name, None, true);
+        }
+        for name in &spoofed {
+            write(name, None, true);
+        }
+        let mut meta_fields = Vec::with_capacity(meta_headers.len());
+        for (name, k, v, present) in &meta_headers {
+            write(name, Some(v), *present);
+            meta_fields.push((format!("meta.{k}"), *v));
         }
         let fields = ["key_id", "account", "scopes", "plan"];
         let kv = |k: &str, v: &str| ModuleKeyValue {
@@ -363,13 +388,13 @@ impl Filter {
 
 impl Drop for Filter {
     fn drop(&mut self) {
-        if let Some((_, s)) = self.deferred.take() {
+        if let Some((_, s)) = self.deferred.get_mut().take() {
             // SAFETY: made in request_headers, deleted once.
             unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_delete(s.0) };
         }
         // The stream went before its verification's event ran: the scheduler still needs
         // deleting, and the hash thread must find it gone.
-        if let Some(w) = self.waiting.take() {
+        if let Some(w) = self.waiting.get_mut().take() {
             delete_scheduler(&mut w.lock().unwrap_or_else(|e| e.into_inner()));
         }
     }

@@ -1,5 +1,5 @@
 //! Local replies: a denial answered by Envoy itself, with keygate's status, JSON body,
-//! `WWW-Authenticate`, limit fields and the request's id.
+//! `WWW-Authenticate`, limit fields and the request's id; and the 500 of a hook that panicked.
 
 use keygate_core::decide::Denial;
 
@@ -28,6 +28,23 @@ pub fn deny(envoy: FilterEnvoyPtr, d: &Denial) {
             headers.len(),
             ModuleBuffer::of(body.as_bytes()),
             ModuleBuffer::of(details.as_bytes()),
+        );
+    }
+}
+
+/// The answer to a request whose hook panicked: 500 with a JSON body, never an allow.
+pub fn internal_error(envoy: FilterEnvoyPtr) {
+    let headers = [header("content-type", "application/json")];
+    let body = r#"{"error":"internal_error","message":"The authorizer failed on this request"}"#;
+    // SAFETY: as in `deny`.
+    unsafe {
+        abi::envoy_dynamic_module_callback_http_send_response(
+            envoy,
+            500,
+            headers.as_ptr(),
+            headers.len(),
+            ModuleBuffer::of(body.as_bytes()),
+            ModuleBuffer::of(b"keygate_panic"),
         );
     }
 }

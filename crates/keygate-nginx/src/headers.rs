@@ -199,7 +199,8 @@ pub unsafe fn apply(
         let pending: usize = (0..set.len())
             .filter(|i| replaced[*i].is_null() && values[*i].is_some())
             .count();
-        if n_dropped <= pending {
+        // Dropped elements are reused as slots only when all of them were kept track of.
+        if n_dropped <= pending && n_dropped <= MAX_DROPPED {
             let mut slots = dropped[..n_dropped].iter();
             for (i, (name, _)) in set.iter().enumerate() {
                 let Some(v) = values[i].filter(|_| replaced[i].is_null()) else {
