@@ -140,6 +140,7 @@ impl Budget {
         self.credits.map(|remaining| Credits {
             remaining,
             refill: self.refill.clone(),
+            balance_of: None,
         })
     }
 }

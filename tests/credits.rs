@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::redis_server::RedisServer;
 use common::{Harness, HttpReply, wait_until};
-use keygate::admin::manage::CreateKey;
+use keygate::admin::ManageError;
+use keygate::admin::manage::{CreateKey, UpdateKey};
 use keygate::core::credits::Balance;
 use keygate::core::credits::{Credits, Interval, Refill};
 use keygate::store::Store;
@@ -31,6 +32,7 @@ fn credits(n: u64) -> Credits {
     Credits {
         remaining: n,
         refill: None,
+        balance_of: None,
     }
 }
 
@@ -119,6 +121,7 @@ async fn balance_rules(store: &Store) {
             amount: 5,
             interval: Interval::Daily,
         }),
+        balance_of: None,
     };
     let lease = |version: u64, now: i64| CreditLease {
         id: "k1".into(),
@@ -244,4 +247,141 @@ async fn credits_are_exact_across_sidecars_and_survive_redis_restarts() {
     let h = Harness::start_redis(&redis.url(), "", true).await;
     assert_eq!(left_of(&h, &fifty_id).await, 30);
     assert_eq!(spend_all(&h, &fifty).await, 30);
+}
+
+/// `GET uri` through the sidecar's nginx front with `bearer`.
+async fn auth_at(h: &Harness, bearer: &str, uri: &str) -> HttpReply {
+    h.http(
+        "GET",
+        "/auth",
+        &[("authorization", bearer), ("x-original-uri", uri)],
+    )
+    .await
+}
+
+/// A key rotated with a grace period: the old key and its replacement spend one balance (what
+/// was left, never refilled by the rotation), a second rotation keeps it, setting credits on
+/// the replacement starts its own; the replacement keeps the key's metadata and, when the key
+/// was disabled, stays disabled.
+async fn rotation_keeps_the_balance(h: &Harness) {
+    let create = CreateKey {
+        account: "metered".into(),
+        scheme: Some("live".into()),
+        scopes: Some(vec!["usage:read".into()]),
+        credits: Some(credits(10)),
+        meta: Some([("tier".to_string(), "gold".to_string())].into()),
+        ..Default::default()
+    };
+    let old = h.manager.create_key("test", create).await.unwrap();
+    let old_bearer = format!("Bearer {}", old.key);
+    for _ in 0..4 {
+        assert_eq!(
+            auth_at(h, &old_bearer, "/v1/account/usage").await.status,
+            200
+        );
+    }
+    let new = h
+        .manager
+        .rotate_key("test", &old.id, Some(3600))
+        .await
+        .unwrap();
+    let new_bearer = format!("Bearer {}", new.key);
+    // Known to the table once a route outside its scopes is refused for scope (spending
+    // nothing), not as unknown.
+    wait_until(
+        "the replacement in the table",
+        Duration::from_secs(5),
+        || async { auth_at(h, &new_bearer, "/v1/tokens").await.status == 403 },
+    )
+    .await;
+    let mut allowed = 0;
+    for i in 0..16 {
+        let b = if i % 2 == 0 { &old_bearer } else { &new_bearer };
+        let r = auth_at(h, b, "/v1/account/usage").await;
+        match (r.status, r.header("x-keygate-status")) {
+            (200, _) => allowed += 1,
+            (403, Some("429")) => {}
+            other => panic!("request {i}: {other:?} {r:?}"),
+        }
+    }
+    assert_eq!(allowed, 6, "the two keys share the 6 credits left");
+    let view = |id: String| async move {
+        let list = h.manager.list_keys(Some("metered")).await.unwrap();
+        list.keys.into_iter().find(|k| k.id == id).unwrap()
+    };
+    let v = view(new.id.clone()).await;
+    let c = v.credits.as_ref().unwrap();
+    assert_eq!(
+        (c.remaining, c.balance_of.as_deref()),
+        (0, Some(old.id.as_str()))
+    );
+    assert_eq!(common::json(&v)["meta"], json!({"tier": "gold"}));
+
+    // A second rotation: still the first key's balance.
+    let newer = h.manager.rotate_key("test", &new.id, None).await.unwrap();
+    let c = view(newer.id.clone()).await.credits.unwrap();
+    assert_eq!((c.remaining, c.balance_of), (0, Some(old.id.clone())));
+
+    // Credits set on it: a balance of its own, of exactly that amount.
+    let update: UpdateKey = serde_json::from_value(json!({"credits": {"remaining": 3}})).unwrap();
+    h.manager
+        .update_key("test", &newer.id, update)
+        .await
+        .unwrap();
+    let newer_bearer = format!("Bearer {}", newer.key);
+    wait_until(
+        "the new credits in force",
+        Duration::from_secs(5),
+        || async { auth_at(h, &newer_bearer, "/v1/account/usage").await.status == 200 },
+    )
+    .await;
+    assert_eq!(spend_all_at(h, &newer_bearer).await, 2);
+    let c = view(newer.id.clone()).await.credits.unwrap();
+    assert_eq!((c.remaining, c.balance_of), (0, None));
+
+    // Nobody sets a balance of another key.
+    let create = CreateKey {
+        account: "metered".into(),
+        credits: Some(Credits {
+            balance_of: Some(old.id.clone()),
+            ..credits(1)
+        }),
+        ..Default::default()
+    };
+    assert!(matches!(
+        h.manager.create_key("test", create).await,
+        Err(ManageError::BadRequest {
+            field: "credits",
+            ..
+        })
+    ));
+
+    // A disabled key's replacement is disabled too.
+    let update: UpdateKey = serde_json::from_value(json!({"enabled": false})).unwrap();
+    h.manager
+        .update_key("test", &newer.id, update)
+        .await
+        .unwrap();
+    let last = h.manager.rotate_key("test", &newer.id, None).await.unwrap();
+    assert_eq!(
+        common::json(view(last.id.clone()).await)["enabled"],
+        json!(false)
+    );
+}
+
+/// Requests to a scoped route until the first refusal: how many were allowed.
+async fn spend_all_at(h: &Harness, bearer: &str) -> u64 {
+    let mut allowed = 0;
+    while auth_at(h, bearer, "/v1/account/usage").await.status == 200 {
+        allowed += 1;
+        assert!(allowed <= 1_000, "credits never ran out");
+    }
+    allowed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_shares_its_balance_on_both_stores() {
+    rotation_keeps_the_balance(&Harness::start().await).await;
+    let redis = RedisServer::start();
+    rotation_keeps_the_balance(&Harness::start_redis(&redis.url(), "", true).await).await;
 }

@@ -217,6 +217,8 @@ async fn import_scenario(h: &Harness, n: usize) {
         (20, json!({"account": "migrated-0", "scheme": "toon", "sha256": "00".repeat(32)}).to_string()),
         (30, json!({"account": "migrated-0", "scheme": "live", "sha256": "xyz"}).to_string()),
         (40, json!({"account": "migrated-0", "scheme": "live", "sha256": "11".repeat(32), "key": "x"}).to_string()),
+        // The fields by position: not an object.
+        (50, json!(["migrated-0", "live", "22".repeat(32)]).to_string()),
     ];
     for (at, l) in &bad {
         lines.insert(at - 1, l.clone());

@@ -119,7 +119,11 @@ async fn many(front: Front) {
                 "{front:?}"
             );
         }
-        assert_eq!(up.values("x-keygate-key-id"), std::slice::from_ref(&k.id), "{front:?}");
+        assert_eq!(
+            up.values("x-keygate-key-id"),
+            std::slice::from_ref(&k.id),
+            "{front:?}"
+        );
         assert_eq!(up.values("x-keygate-account"), ["acme"], "{front:?}");
         assert!(up.values("authorization").is_empty(), "{front:?}");
     }

@@ -258,6 +258,7 @@ async fn envoy_module_spends_credits() {
         credits: Some(Credits {
             remaining: 3,
             refill: None,
+            balance_of: None,
         }),
         ..Default::default()
     };

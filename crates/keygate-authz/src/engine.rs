@@ -195,7 +195,7 @@ impl Engine {
                     return done(pending, true);
                 };
                 self.wallet.fetch(
-                    entry.id().into(),
+                    credits.balance_id(entry.id()).into(),
                     credits.clone(),
                     *version,
                     now,

@@ -185,6 +185,7 @@ impl Wallet {
                             credits: Credits {
                                 remaining: 0,
                                 refill: None,
+                                balance_of: None,
                             },
                             version: l.version,
                             period: l.period,

@@ -93,6 +93,18 @@ pub struct Credits {
     pub remaining: u64,
     #[serde(default)]
     pub refill: Option<Refill>,
+    /// The key whose balance these credits are spent from, when not the key's own: a key made
+    /// by rotation spends its predecessor's, so the two share one balance while both work.
+    /// Set by rotation only.
+    #[serde(default, rename = "balanceOf", skip_serializing_if = "Option::is_none")]
+    pub balance_of: Option<String>,
+}
+
+impl Credits {
+    /// The id the balance of key `key_id` with these credits is kept under.
+    pub fn balance_id<'a>(&'a self, key_id: &'a str) -> &'a str {
+        self.balance_of.as_deref().unwrap_or(key_id)
+    }
 }
 
 /// The stored balance of one key.
@@ -185,6 +197,7 @@ mod tests {
                 amount,
                 interval: Interval::Daily,
             }),
+            balance_of: None,
         }
     }
 
@@ -214,6 +227,7 @@ mod tests {
         let once = Credits {
             remaining: 4,
             refill: None,
+            balance_of: None,
         };
         let b = Balance {
             version: 1,
@@ -245,6 +259,7 @@ mod tests {
         let once = Credits {
             remaining: 4,
             refill: None,
+            balance_of: None,
         };
         assert_eq!(state(&once, 0, 0).field(), r#""credits";r=0"#);
     }

@@ -148,6 +148,9 @@ impl Manager {
             }
             let parsed = if line.len() > MAX_LINE {
                 Err(format!("longer than {MAX_LINE} bytes"))
+            } else if !line.starts_with('{') {
+                // serde would fill the fields from an array by position.
+                Err("not a JSON object".to_string())
             } else {
                 serde_json::from_str::<ImportKey>(line).map_err(|e| format!("invalid JSON: {e}"))
             };

@@ -84,6 +84,9 @@ fn check_budgets(
         check_limits(l).map_err(|(at, why)| bad("rateLimits", format!("{at}: {why}")))?;
     }
     if let Some(c) = credits {
+        if c.balance_of.is_some() {
+            return Err(bad("credits", "balanceOf: set by rotation only"));
+        }
         if c.remaining > MAX_CREDITS {
             return Err(bad("credits", format!("remaining: at most {MAX_CREDITS}")));
         }
@@ -183,7 +186,9 @@ impl Manager {
         let with: Vec<usize> = (0..keys.len())
             .filter(|&i| keys[i].credits.is_some())
             .collect();
-        let ids: Vec<&str> = with.iter().map(|&i| keys[i].id.as_str()).collect();
+        let ids: Vec<&str> = (with.iter())
+            .filter_map(|&i| Some(keys[i].credits.as_ref()?.balance_id(&keys[i].id)))
+            .collect();
         let balances = self.store.credit_balances(&ids).await?;
         let now = unix_now();
         for (&i, stored) in with.iter().zip(balances) {
@@ -246,7 +251,16 @@ impl Manager {
             .await?;
         rec.replaces = Some(id.to_string());
         rec.rate_limits = old.rate_limits.clone();
-        rec.credits = old.credits.clone();
+        // The replacement spends the same balance (the first key's of a chain of rotations):
+        // while both work, they share what is left, and rotating never refills it.
+        rec.credits = old.credits.as_ref().map(|c| Credits {
+            balance_of: Some(c.balance_id(&old.id).to_string()),
+            ..c.clone()
+        });
+        rec.credits_version = old.credits_version;
+        rec.meta = old.meta.clone();
+        // A disabled key's replacement is disabled too: rotating is not a way to enable it.
+        rec.enabled = old.enabled;
         let mut ev = self.event(actor, "key.rotated", &old.account, Some(&rec.id), now);
         ev.detail = Some(json!({"replaces": id, "gracePeriodSeconds": grace_seconds.unwrap_or(0)}));
         let out = Self::created(&rec, &nk);

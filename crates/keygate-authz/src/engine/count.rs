@@ -9,6 +9,14 @@ use super::{After, Decision, Engine, MAX_ROUNDS, Need};
 use crate::limiter::Count;
 use crate::wallet::Spend;
 
+/// The id a key's credits are spent under (its own, or its predecessor's after a rotation).
+fn balance(key: &KeyRef) -> &str {
+    match key.credits() {
+        Some((c, _)) => c.balance_id(key.id()),
+        None => key.id(),
+    }
+}
+
 impl Engine {
     /// Counts an allow against its credits and limits: the allow with the tightest state, or
     /// the refusal; `Err` with what to wait for when a lease must be taken first.
@@ -20,7 +28,7 @@ impl Engine {
     ) -> Result<Decision, (KeyRef, Need)> {
         let mut spent = None;
         if let Some((credits, version)) = a.key.credits() {
-            match self.wallet.spend(a.key.id(), credits, *version, now) {
+            match self.wallet.spend(balance(&a.key), credits, *version, now) {
                 Spend::Spent(s) => spent = Some(s),
                 Spend::Empty(s) => return Ok(Err(refusal(&a, Reason::Quota, Some(s)))),
                 Spend::Fetch => match after.credits {
@@ -44,7 +52,7 @@ impl Engine {
                 Count::Refused(s) => Some(s),
                 Count::Fetch(leases) if after.rounds < MAX_ROUNDS && !after.budgets_failed => {
                     if spent.is_some() {
-                        self.wallet.refund(a.key.id());
+                        self.wallet.refund(balance(&a.key));
                     }
                     let need = Need::Budgets {
                         verified: None,
@@ -57,7 +65,7 @@ impl Engine {
             };
             if let Some(s) = refused {
                 if spent.is_some() {
-                    self.wallet.refund(a.key.id());
+                    self.wallet.refund(balance(&a.key));
                 }
                 return Ok(Err(refusal(&a, Reason::RateLimited, Some(s))));
             }
