@@ -3,17 +3,17 @@
 //! HTTP listener, the audit trail, and that a key appears in no response but the one that
 //! created it. The core scenario runs on the file store and on a real redis-server, and the
 //! audit trail is checked across restarts of keygate (and a kill -9 of Redis).
-
 //!
 //! One test binary, one file per concern: [`client`] (the recording API client and its
 //! helpers), [`core_scenario`] (every endpoint in order), [`scenario`] (that scenario on both
 //! stores, across restarts), [`auth`] (the token), [`errors`] (400s, 404s, 405s), [`edge_cases`]
 //! (paths, bodies and rotation), [`key_limit`] (the plan's limit), [`update`] (keys changed in
-//! place).
+//! place), [`accounts`] (concurrent account updates).
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod accounts;
 mod auth;
 mod client;
 mod core_scenario;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use keygate_core::credits::Balance;
 use keygate_core::credits::Credits;
-use keygate_core::key::{Account, KeyRecord};
+use keygate_core::key::{Account, AccountStatus, KeyRecord};
 use keygate_core::limit::RateLimit;
 use keygate_core::meta::Meta;
 
@@ -115,8 +115,14 @@ pub enum Change {
         at: i64,
         old_expires_at: Option<i64>,
     },
-    PutAccount {
-        account: Account,
+    /// Sets account `id`'s plan and status where given (made with `plan: None, status:
+    /// active` if new), on the account as the store holds it when the write is applied: two
+    /// concurrent updates of different fields both hold.
+    SetAccount {
+        id: String,
+        plan: Option<Option<String>>,
+        status: Option<AccountStatus>,
+        at: i64,
     },
     /// Sets the fields `update` names on key `id` (not a revoked one).
     UpdateKey {
@@ -246,8 +252,35 @@ impl State {
                 record.replaces = Some(old_id);
                 self.keys.insert(record.id.clone(), record);
             }
-            Change::PutAccount { account } => {
-                self.accounts.insert(account.id.clone(), account);
+            Change::SetAccount {
+                id,
+                plan,
+                status,
+                at,
+            } => {
+                let acc = self.accounts.entry(id.clone()).or_insert(Account {
+                    id,
+                    plan: None,
+                    status: AccountStatus::Active,
+                    updated_at: at,
+                    version: 0,
+                });
+                if let Some(p) = plan {
+                    acc.plan = p;
+                }
+                if let Some(s) = status {
+                    acc.status = s;
+                }
+                acc.updated_at = at;
+                acc.version += 1;
+                // The event names the account as the write left it.
+                let detail = serde_json::json!({"plan": acc.plan, "status": acc.status.as_str()});
+                self.revision += 1;
+                self.audit.push(AuditEvent {
+                    detail: Some(detail),
+                    ..event
+                });
+                return Ok(());
             }
             Change::UpdateKey { id, update } => {
                 let k = self.keys.get_mut(&id).ok_or(ChangeError::KeyNotFound)?;

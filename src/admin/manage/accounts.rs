@@ -1,11 +1,9 @@
 //! Account operations: set plan and status, read an account, its usage, the audit trail.
 
-use serde_json::json;
-
 use super::{Manager, check_account};
 use crate::admin::error::{ManageError, bad};
 use crate::admin::views::{AccountView, AuditView, EventView, KeyUsage, UsageView};
-use crate::core::key::{Account, AccountStatus};
+use crate::core::key::AccountStatus;
 use crate::service::unix_now;
 use crate::store::state::Change;
 
@@ -31,26 +29,16 @@ impl Manager {
                     .ok_or_else(|| bad("status", "expected active, past_due or disabled"))?,
             ),
         };
-        let mut acc = self.store.get_account(id).await?.unwrap_or(Account {
+        let ev = self.event(actor, "account.updated", id, None, now);
+        let change = Change::SetAccount {
             id: id.to_string(),
-            plan: None,
-            status: AccountStatus::Active,
-            updated_at: now,
-            version: 0,
-        });
-        if let Some(p) = plan {
-            acc.plan = p;
-        }
-        if let Some(s) = status {
-            acc.status = s;
-        }
-        acc.updated_at = now;
-        acc.version += 1;
-        let mut ev = self.event(actor, "account.updated", id, None, now);
-        ev.detail = Some(json!({"plan": acc.plan, "status": acc.status.as_str()}));
-        let view = AccountView::from(&acc);
-        self.write(Change::PutAccount { account: acc }, ev).await?;
-        Ok(view)
+            plan,
+            status,
+            at: now,
+        };
+        self.write(change, ev).await?;
+        // As written, or as a later write left it.
+        self.get_account(id).await
     }
 
     pub async fn get_account(&self, id: &str) -> Result<AccountView, ManageError> {

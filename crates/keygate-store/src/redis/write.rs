@@ -93,8 +93,8 @@ impl RedisStore {
                     st.keys.insert(k.id.clone(), k);
                     vec![a]
                 }
-                Change::PutAccount { account } => {
-                    if let Some(a) = self.get_account_once(&account.id).await? {
+                Change::SetAccount { id, .. } => {
+                    if let Some(a) = self.get_account_once(id).await? {
                         st.accounts.insert(a.id.clone(), a);
                     }
                     vec![]
