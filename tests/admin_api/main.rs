@@ -8,14 +8,14 @@
 //! helpers), [`core_scenario`] (every endpoint in order), [`scenario`] (that scenario on both
 //! stores, across restarts), [`auth`] (the token), [`errors`] (400s, 404s, 405s), [`edge_cases`]
 //! (paths, bodies and rotation), [`key_limit`] (the plan's limit), [`update`] (keys changed in
-//! place), [`accounts`] (concurrent account updates).
+//! place), [`concurrent`] (management calls racing each other).
 
 #[path = "../common/mod.rs"]
 mod common;
 
-mod accounts;
 mod auth;
 mod client;
+mod concurrent;
 mod core_scenario;
 mod edge_cases;
 mod errors;

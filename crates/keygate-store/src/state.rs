@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use keygate_core::credits::Balance;
 use keygate_core::credits::Credits;
-use keygate_core::key::{Account, AccountStatus, KeyRecord};
+use keygate_core::key::{Account, AccountStatus, KeyHash, KeyRecord};
 use keygate_core::limit::RateLimit;
 use keygate_core::meta::Meta;
 
@@ -210,6 +210,13 @@ impl State {
             Change::CreateKey { record, max_active } => {
                 if self.keys.contains_key(&record.id) {
                     return Err(ChangeError::DuplicateKey);
+                }
+                // One key per digest, whoever wrote first (an import's check before writing
+                // can race another writer).
+                if let KeyHash::Sha256(d) = &record.hash
+                    && self.keys.values().any(|k| k.hash == KeyHash::Sha256(*d))
+                {
+                    return Err(ChangeError::DuplicateDigest);
                 }
                 if let Some(max) = max_active
                     && self.active_keys(&record.account, event.at) >= max as usize

@@ -20,11 +20,10 @@ use crate::admin::views::KeyView;
 use crate::core::key::{self, KeyHash, KeyRecord};
 use crate::core::meta::Meta;
 use crate::service::unix_now;
-use crate::store::StoreError;
 
 #[cfg(doc)]
 use crate::store::Store;
-use crate::store::state::{Change, ChangeError};
+use crate::store::state::Change;
 
 /// One imported key: `keygate keys import` and each line of a bulk import.
 #[derive(Debug, Default, Deserialize)]
@@ -290,8 +289,8 @@ impl Manager {
                 Err(e) => return Err(e),
             }
         }
-        Err(ManageError::Store(StoreError::Change(
-            ChangeError::DuplicateDigest,
-        )))
+        Err(ManageError::Conflict(
+            "the keys kept changing while this chunk was written: run the import again".into(),
+        ))
     }
 }

@@ -81,7 +81,17 @@ impl RedisStore {
             // What the rules read: the records the change names, and the keys of the
             // accounts whose limits it checks.
             let accounts: Vec<String> = match &change {
-                Change::CreateKey { record, .. } => vec![record.account.clone()],
+                Change::CreateKey { record, .. } => {
+                    // The key holding its digest, if any, for the rule that there is one.
+                    if let KeyHash::Sha256(d) = &record.hash {
+                        let holder = self.ids_of_digests_once(&[to_hex(d)]).await?;
+                        let ids: Vec<&str> = holder.iter().flatten().map(String::as_str).collect();
+                        for k in self.get_keys_once(&ids).await? {
+                            st.keys.insert(k.id.clone(), k);
+                        }
+                    }
+                    vec![record.account.clone()]
+                }
                 Change::RevokeKey { id, .. }
                 | Change::RotateKey { old_id: id, .. }
                 | Change::UpdateKey { id, .. } => {
