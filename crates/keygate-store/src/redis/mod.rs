@@ -55,7 +55,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use super::replica::Replica;
-use super::state::{AuditEvent, Change, CreditLease, KeyDays, UsageBatch};
+use super::state::{AuditEvent, Change, ChangeError, CreditLease, KeyDays, UsageBatch};
 use super::{StoreError, StoreStats};
 use connect::Target;
 
@@ -252,6 +252,16 @@ impl RedisStore {
         f().await
     }
 
+    async fn revision_once(&self) -> Result<u64, StoreError> {
+        let mut con = self.conn().await?;
+        let rev: Option<u64> = redis::cmd("GET")
+            .arg(self.k("rev"))
+            .query_async(&mut con)
+            .await
+            .map_err(err)?;
+        Ok(rev.unwrap_or(0))
+    }
+
     /// Forgets the write connection so the next call finds the primary again (Sentinel).
     async fn reset(&self) {
         if self.target.sentinel.is_some() {
@@ -307,11 +317,30 @@ impl RedisStore {
         self.retry(|| self.audit_once(account)).await
     }
 
-    /// Applies one change. A retry after a lost reply may find the change already made:
-    /// a create then fails as a duplicate, a revocation is simply repeated.
+    /// Applies one change. A retry after a lost reply may find the change already made: a
+    /// revocation is simply repeated, and a key it created is found as written (same id and
+    /// hash: ids are random, so no other write made it), which is the write's success, not a
+    /// duplicate (its secret was shown to nobody yet).
     pub async fn apply(&self, change: Change, event: AuditEvent) -> Result<u64, StoreError> {
-        self.retry(|| self.apply_once(change.clone(), event.clone()))
-            .await
+        let r = self
+            .retry(|| self.apply_once(change.clone(), event.clone()))
+            .await;
+        let created = match &change {
+            Change::CreateKey { record, .. } | Change::RotateKey { record, .. } => record,
+            _ => return r,
+        };
+        match r {
+            Err(StoreError::Change(ChangeError::DuplicateKey)) => {
+                let stored = self.retry(|| self.get_key_once(&created.id)).await?;
+                match stored {
+                    Some(k) if k.hash == created.hash && k.created_at == created.created_at => {
+                        self.retry(|| self.revision_once()).await
+                    }
+                    _ => Err(StoreError::Change(ChangeError::DuplicateKey)),
+                }
+            }
+            r => r,
+        }
     }
 
     pub async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
