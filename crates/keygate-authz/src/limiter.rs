@@ -12,7 +12,7 @@
 
 mod fleet;
 
-pub use fleet::Lease;
+pub use fleet::{FETCH_TIMEOUT, Lease};
 
 use std::cmp::Reverse;
 use std::hash::{BuildHasher, Hash, Hasher};

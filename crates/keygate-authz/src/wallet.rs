@@ -18,6 +18,8 @@ use keygate_core::limit::LimitState;
 use keygate_store::Store;
 use keygate_store::state::CreditLease;
 
+use crate::limiter::FETCH_TIMEOUT;
+
 /// A lease unused this long goes back to the store.
 pub const IDLE: Duration = Duration::from_secs(2);
 /// How long an empty balance is believed before the store is asked again.
@@ -131,8 +133,11 @@ impl Wallet {
         };
         let (store, leases) = (store.clone(), self.leases.clone());
         rt.spawn(async move {
-            match store.take_credits(&lease, want).await {
-                Ok((granted, b)) => {
+            // A request waits on this: bounded like the limiter's leases. Credits taken by a
+            // call that timed out are lost, never spent twice.
+            let taken = tokio::time::timeout(FETCH_TIMEOUT, store.take_credits(&lease, want)).await;
+            match taken {
+                Ok(Ok((granted, b))) => {
                     let t = Instant::now();
                     let mut leases = leases.lock().unwrap_or_else(|e| e.into_inner());
                     let l = leases.entry(lease.id.clone()).or_insert(Lease {
@@ -160,8 +165,12 @@ impl Wallet {
                     drop(leases);
                     done(true);
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "cannot take credits from the store");
+                    done(false);
+                }
+                Err(_) => {
+                    tracing::warn!("taking credits from the store timed out");
                     done(false);
                 }
             }

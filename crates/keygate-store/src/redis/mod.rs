@@ -360,7 +360,9 @@ impl RedisStore {
         self.take_credits_once(lease, want).await
     }
 
+    /// Not retried: a retry after a lost reply would give the credits back twice. Credits
+    /// lost to an error are never spent; credits given twice would be.
     pub async fn give_back_credits(&self, lease: &CreditLease, n: u64) -> Result<(), StoreError> {
-        self.retry(|| self.give_back_credits_once(lease, n)).await
+        self.give_back_credits_once(lease, n).await
     }
 }
