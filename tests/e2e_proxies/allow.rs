@@ -38,9 +38,14 @@ async fn allow(front: Front) {
                 ("x-keygate-account", "victim"),
                 ("x-keygate-scopes", "admin"),
                 ("x-keygate-plan", "enterprise"),
+                // The same names as many applications read them (HTTP_X_KEYGATE_ACCOUNT).
+                ("x_keygate_account", "victim"),
+                ("x_keygate_key_id", "forged"),
             ],
         )
         .await;
+    assert_eq!(up.values("x_keygate_account"), Vec::<String>::new());
+    assert_eq!(up.values("x_keygate_key_id"), Vec::<String>::new());
     assert_eq!(up.one("x-keygate-key-id"), Some(live.id.clone()));
     assert_eq!(up.one("x-keygate-account").as_deref(), Some("acme"));
     assert_eq!(
