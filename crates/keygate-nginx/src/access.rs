@@ -5,8 +5,8 @@
 //! answer is sent ([`crate::reply`]); a request that needs Argon2 (or a lease from the store)
 //! is parked ([`crate::park`]) and decided again when its wait is over.
 //!
-//! Subrequests are not checked (the access phase skips them): they belong to a main request
-//! that was. A location answered by `return` or `rewrite … break` is finished before the
+//! Subrequests are not checked: nginx runs no access phase for them (for any access module),
+//! so they belong to their main request's check. A location answered by `return` or `rewrite … break` is finished before the
 //! access phase and is never checked.
 
 use keygate_authz::{Decision, Frontend, Step};
