@@ -316,6 +316,18 @@ impl FileStore {
                 continue;
             }
             match self.load().await {
+                Ok(state) if replica.is_loaded() && state.revision < replica.revision() => {
+                    // Only a file that went back has an older revision than the table it fed
+                    // (restored from a backup, or deleted and made anew): its state is the
+                    // truth now, or no later write would be seen until it caught up.
+                    tracing::warn!(
+                        revision = state.revision,
+                        held = replica.revision(),
+                        "the store file went back to an older revision; installing it"
+                    );
+                    replica.install_older(&state);
+                    seen = stamp;
+                }
                 Ok(state) => {
                     replica.install(&state);
                     seen = stamp;

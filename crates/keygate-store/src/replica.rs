@@ -94,9 +94,20 @@ impl Replica {
 
     /// Publishes `state` unless the table already holds this revision or a newer one.
     pub fn install(&self, state: &State) {
+        self.install_from(state, false);
+    }
+
+    /// Publishes `state` even if the table holds a newer revision: the store itself went back
+    /// (a file restored from a backup, or made anew), and its older state is the truth now.
+    pub fn install_older(&self, state: &State) {
+        self.install_from(state, true);
+    }
+
+    fn install_from(&self, state: &State, older: bool) {
         let _guard = self.install_lock.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.table.load();
-        if current.is_loaded() && state.revision <= self.revision() {
+        let same = state.revision == self.revision();
+        if current.is_loaded() && (same || (state.revision < self.revision() && !older)) {
             self.touch();
             return;
         }

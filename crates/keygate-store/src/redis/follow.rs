@@ -37,7 +37,6 @@ impl RedisStore {
                     at = Some(self.full_load(&mut con, &replica, &stats).await?);
                 }
                 stats.set_connected(true);
-                backoff = Duration::from_millis(100);
                 while let Some((cur, last_id)) = at.as_mut() {
                     let reply: Option<StreamReadReply> = redis::cmd("XREAD")
                         .arg("COUNT")
@@ -51,26 +50,39 @@ impl RedisStore {
                         .await
                         .map_err(err)?;
                     let mut data = ChangeData::default();
-                    let mut gap = false;
+                    let mut reload = None;
                     for e in reply
                         .iter()
                         .flat_map(|r| r.keys.iter())
                         .flat_map(|k| k.ids.iter())
                     {
+                        // After the table's position every entry is the next revision. One at
+                        // or below it means the store's history went back (a failover that lost
+                        // writes, then new ones); one past it, that the log was trimmed past
+                        // this position. Either way the entries no longer follow the table.
                         let rev: u64 = e.get("rev").unwrap_or(0);
-                        if rev <= *cur {
-                            *last_id = e.id.clone();
-                            continue;
-                        }
                         if rev != *cur + 1 {
-                            gap = true;
+                            reload = Some(if rev <= *cur {
+                                "the store's history went back"
+                            } else {
+                                "the change log was trimmed past this instance's position"
+                            });
                             break;
                         }
                         let js: String = e.get("data").unwrap_or_default();
-                        let d: ChangeData = serde_json::from_str(&js)
-                            .map_err(|e| bad_json("redis change entry", e))?;
-                        data.keys.extend(d.keys);
-                        data.accounts.extend(d.accounts);
+                        match serde_json::from_str::<ChangeData>(&js) {
+                            Ok(d) => {
+                                data.keys.extend(d.keys);
+                                data.accounts.extend(d.accounts);
+                            }
+                            Err(e) => {
+                                // Never skipped (it may be a revocation): the whole table is
+                                // read again instead, and that fails loudly if the record does.
+                                tracing::error!(error = %bad_json("redis change entry", e), "a change entry does not parse");
+                                reload = Some("a change entry does not parse");
+                                break;
+                            }
+                        }
                         *cur = rev;
                         *last_id = e.id.clone();
                     }
@@ -80,12 +92,14 @@ impl RedisStore {
                         // Entries apply in order; later versions of a record win.
                         replica.apply_changes(*cur, &data.keys, &data.accounts);
                     }
-                    if gap {
-                        tracing::warn!(
-                            "change log trimmed past this sidecar's position; reloading the whole table"
-                        );
+                    if let Some(why) = reload {
+                        tracing::warn!("{why}; reloading the whole table");
                         at = Some(self.full_load(&mut con, &replica, &stats).await?);
                     }
+                    // Backed off afresh only once the table is in step again: a session that
+                    // keeps failing (a reload that cannot read a record) keeps doubling its
+                    // pause instead of reading the whole table ten times a second.
+                    backoff = Duration::from_millis(100);
                 }
                 Ok::<(), StoreError>(())
             };
