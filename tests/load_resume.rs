@@ -1,6 +1,7 @@
 //! A key table load that Redis interrupts resumes where it stopped: the connection of a
 //! sidecar loading 200,000 records is killed half-way, and the load goes on from its cursor on
-//! a new connection (HSCAN calls of one load, not one and a half) to the whole table.
+//! a new connection (HSCAN calls of one load, not one and a half) to the whole table; one cut
+//! off by a restart of Redis starts over instead.
 
 mod common;
 
@@ -70,4 +71,58 @@ async fn an_interrupted_load_resumes_from_its_cursor() {
         break;
     }
     assert!(resumed, "every load ended before it could be interrupted");
+}
+
+/// A load cut off by a restart of Redis starts over on the restarted server: its cursor walked
+/// the old process's hash table (each process seeds its hashes afresh), so going on from it
+/// would skip some records and repeat others.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_load_cut_off_by_a_redis_restart_starts_over() {
+    let mut redis = RedisServer::start();
+    let a = Harness::start_redis(&redis.url(), "", true).await;
+    let real = a.key("live", "acme", None).await;
+    let rec = a.manager.store.get_key(&real.id).await.unwrap().unwrap();
+    drop(a);
+    redis.fill_like(&rec, FILLER);
+    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]);
+    let whole = Harness::start_redis(&redis.url(), "", true).await;
+    let full = hscans(&redis);
+    drop(whole);
+
+    let mut restarted = false;
+    for _ in 0..3 {
+        let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]);
+        let b = Harness::start_redis(&redis.url(), "", false).await;
+        let half = Deadline::new("the load half-way", Duration::from_secs(30));
+        while hscans(&redis) < full / 2 {
+            half.check();
+            std::thread::yield_now();
+        }
+        if hscans(&redis) >= full {
+            continue;
+        }
+        redis.kill();
+        redis.restart();
+        b.wait_ready().await;
+        assert_eq!(
+            keys_loaded(&b).await,
+            (FILLER + 1) as f64,
+            "the whole table, each record once"
+        );
+        let bearer = format!("Bearer {}", real.key);
+        let r = b
+            .http(
+                "GET",
+                "/auth",
+                &[("authorization", &bearer), ("x-original-uri", "/v1/x")],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{r:?}");
+        restarted = true;
+        break;
+    }
+    assert!(
+        restarted,
+        "every load ended before Redis could be restarted"
+    );
 }

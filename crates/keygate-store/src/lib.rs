@@ -74,6 +74,10 @@ pub enum StoreError {
     InvalidUrl(&'static str),
     #[error("too much write contention; try again")]
     Contention,
+    /// A load's scan was interrupted and its new connection reached another Redis process (a
+    /// restart or a failover): its cursor means nothing there, so the load starts over.
+    #[error("redis restarted or failed over during a load; loading again")]
+    ServerChanged,
     #[error("the key table loader failed: {0}")]
     Loader(#[source] tokio::task::JoinError),
     #[error(transparent)]
@@ -85,7 +89,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::RedisUnavailable(_) | StoreError::NoPrimary(_)
+            StoreError::RedisUnavailable(_) | StoreError::NoPrimary(_) | StoreError::ServerChanged
         )
     }
 }

@@ -109,6 +109,21 @@ impl Sink for TableSink {
 }
 
 impl RedisStore {
+    /// The id of the Redis process `con` reaches (`INFO server`'s `run_id`, new at every start).
+    async fn run_id(&self, con: &mut MultiplexedConnection) -> Result<String, StoreError> {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(con)
+            .await
+            .map_err(err)?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .unwrap_or_default()
+            .trim()
+            .to_string())
+    }
+
     /// Reads every key record and account into `sink` without blocking Redis (HSCAN), and
     /// returns it with the revision and the change-log position they are at, and whether the
     /// records came from the snapshot (`snapshot_ok` and one in step) or from the records.
@@ -122,6 +137,7 @@ impl RedisStore {
         mut sink: S,
         snapshot_ok: bool,
     ) -> Result<(S, u64, String, bool), StoreError> {
+        let server = self.run_id(con).await?;
         let (rev, snap_rev, last, count): (Option<u64>, Option<u64>, StreamRangeReply, usize) =
             redis::pipe()
                 .atomic()
@@ -221,7 +237,13 @@ impl RedisStore {
                     if let Ok(c) = self.read_connection().await {
                         *con = c;
                     }
-                    continue;
+                    // A cursor walks one process's hash table (its hash seed is random): on
+                    // another process the rest of the scan would skip and repeat fields.
+                    match self.run_id(con).await {
+                        Ok(id) if id != server => return Err(StoreError::ServerChanged),
+                        // The same server, or not answering yet: the next batch tells.
+                        _ => continue,
+                    }
                 }
                 Err(e) => return Err(e),
             };
