@@ -305,6 +305,17 @@ async fn rotation_keeps_the_balance(h: &Harness) {
         }
     }
     assert_eq!(allowed, 6, "the two keys share the 6 credits left");
+    // Credits set again on the first key: the balance they share starts afresh, and the
+    // replacement spends from it too.
+    let update: UpdateKey = serde_json::from_value(json!({"credits": {"remaining": 4}})).unwrap();
+    h.manager.update_key("test", &old.id, update).await.unwrap();
+    wait_until(
+        "the new balance in force",
+        Duration::from_secs(5),
+        || async { auth_at(h, &new_bearer, "/v1/account/usage").await.status == 200 },
+    )
+    .await;
+    assert_eq!(spend_all_at(h, &new_bearer).await, 3);
     let view = |id: String| async move {
         let list = h.manager.list_keys(Some("metered")).await.unwrap();
         list.keys.into_iter().find(|k| k.id == id).unwrap()

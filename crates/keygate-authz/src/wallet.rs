@@ -70,10 +70,12 @@ impl Wallet {
         let period = credits::period(credits, now);
         let mut leases = self.leases();
         // A lease of a later period than this clock reads is the store's current one (another
-        // instance's clock crossed the period's start first): spent from, never refilled.
+        // instance's clock crossed the period's start first): spent from, never refilled. One
+        // of a newer setting is the balance's current one too (credits set again on the key
+        // whose balance a rotated key shares), as the store's rules keep it.
         let Some(l) = leases
             .get_mut(id)
-            .filter(|l| l.version == version && l.period >= period)
+            .filter(|l| l.version >= version && l.period >= period)
         else {
             return Spend::Fetch;
         };
@@ -112,7 +114,7 @@ impl Wallet {
         let want = {
             let leases = self.leases();
             match leases.get(&id) {
-                Some(l) if l.version == version && l.period >= period => {
+                Some(l) if l.version >= version && l.period >= period => {
                     // Used up within a second: a busier key, a bigger chunk.
                     let chunk = if l.taken_at.elapsed() < Duration::from_secs(1) {
                         (l.chunk * 2).min(MAX_CHUNK)

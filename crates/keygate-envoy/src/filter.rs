@@ -22,101 +22,15 @@ use std::time::Instant;
 
 use keygate_authz::{Decision, Frontend, Pending, Step};
 use keygate_core::decide::{Allow, Denial};
-use keygate_core::request::{HeaderValue, Headers, Request};
+use keygate_core::request::Request;
 
 use crate::abi::{self, FilterEnvoyPtr, ModuleBuffer, ModuleKeyValue, SchedulerPtr};
 use crate::config::FilterConfig;
+use crate::headers::EnvoyHeaders;
 use crate::reply::deny;
 
 /// The namespace of the identity in dynamic metadata.
 const METADATA_NAMESPACE: &[u8] = b"keygate";
-
-/// A request's headers, listed from Envoy once per decision (one call instead of one per
-/// header the core looks at). Envoy lowercases names; repeated headers are separate entries.
-struct EnvoyHeaders<'a> {
-    list: Vec<abi::EnvoyHttpHeader>,
-    /// The buffers live for the rest of the hook.
-    hook: std::marker::PhantomData<&'a [u8]>,
-}
-
-impl<'a> EnvoyHeaders<'a> {
-    /// The request headers of `envoy`, valid for the rest of the current hook (`'a`).
-    fn read(envoy: FilterEnvoyPtr) -> EnvoyHeaders<'a> {
-        let empty = abi::EnvoyHttpHeader {
-            key_ptr: std::ptr::null(),
-            key_len: 0,
-            value_ptr: std::ptr::null(),
-            value_len: 0,
-        };
-        // SAFETY: called within one of the stream's hooks on its worker; Envoy fills `n`
-        // entries pointing at buffers it keeps for the rest of the hook.
-        let list = unsafe {
-            let n = abi::envoy_dynamic_module_callback_http_get_headers_size(
-                envoy,
-                abi::REQUEST_HEADER,
-            );
-            let mut list = vec![empty; n];
-            let ok = n > 0
-                && abi::envoy_dynamic_module_callback_http_get_headers(
-                    envoy,
-                    abi::REQUEST_HEADER,
-                    list.as_mut_ptr(),
-                );
-            if !ok {
-                list.clear();
-            }
-            list
-        };
-        EnvoyHeaders {
-            list,
-            hook: std::marker::PhantomData,
-        }
-    }
-
-    fn entries(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
-        let bytes = |p: *const u8, l: usize| -> &'a [u8] {
-            if p.is_null() {
-                &[]
-            } else {
-                // SAFETY: Envoy's buffer, alive for the rest of the hook (`'a`).
-                unsafe { std::slice::from_raw_parts(p, l) }
-            }
-        };
-        self.list
-            .iter()
-            .map(move |h| (bytes(h.key_ptr, h.key_len), bytes(h.value_ptr, h.value_len)))
-    }
-
-    fn one(&self, name: &str) -> Option<&'a [u8]> {
-        match self.find(name) {
-            HeaderValue::One(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    fn find(&self, name: &str) -> HeaderValue<'a> {
-        let mut found = HeaderValue::Absent;
-        for (k, v) in self.entries() {
-            if k == name.as_bytes() {
-                if found != HeaderValue::Absent {
-                    return HeaderValue::Many;
-                }
-                found = HeaderValue::One(v);
-            }
-        }
-        found
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.entries().any(|(k, _)| k == name.as_bytes())
-    }
-}
-
-impl Headers for EnvoyHeaders<'_> {
-    fn get(&self, name: &str) -> HeaderValue<'_> {
-        self.find(name)
-    }
-}
 
 /// The scheduler of a request waiting for its verification, shared with the hash thread.
 struct Waiting {
@@ -323,10 +237,16 @@ impl Filter {
         // lent for the hook (a replaced or removed header's name and value), so `headers`
         // must not be looked at once one is made.
         let identity_present = wire.identity.each_ref().map(|n| headers.has(n));
-        let credentials: Vec<&str> = (wire.credentials.iter())
-            .filter(|n| headers.has(n))
-            .map(String::as_str)
-            .collect();
+        // Which credential headers the request carries: in an array for the first few (no
+        // allocation per request; a config has one or two), in a vector past them.
+        let mut credentials = [false; 8];
+        let mut more_credentials = Vec::new();
+        for (i, n) in wire.credentials.iter().enumerate() {
+            match credentials.get_mut(i) {
+                Some(c) => *c = headers.has(n),
+                None => more_credentials.push(headers.has(n)),
+            }
+        }
         let meta = a.key.meta();
         let mut spoofed = Vec::new();
         let mut meta_headers = Vec::new();
@@ -349,7 +269,8 @@ impl Filter {
                 write(name, values[i], identity_present[i]);
             }
         }
-        for name in credentials {
+        let present = credentials.iter().chain(&more_credentials);
+        for (name, _) in wire.credentials.iter().zip(present).filter(|(_, p)| **p) {
             write(name, None, true);
         }
         for name in &spoofed {

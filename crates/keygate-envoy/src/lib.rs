@@ -14,6 +14,7 @@
 //! - [`config`]: a filter config: module, stats, header names.
 //! - [`module`]: the per-process keygate: settings, authorizer, follower thread.
 //! - [`filter`]: one request: decide, verify off the worker, answer.
+//! - [`headers`]: the request headers Envoy lends a hook.
 //! - [`reply`]: a denial as Envoy's local reply.
 //! - [`stats`]: keygate's Envoy stats.
 //! - [`log`]: keygate's log lines into Envoy's log.
@@ -22,6 +23,7 @@ mod abi;
 mod config;
 mod exports;
 mod filter;
+mod headers;
 mod log;
 mod module;
 mod reply;

@@ -316,7 +316,13 @@ impl FileStore {
                 continue;
             }
             match self.load().await {
-                Ok(state) if replica.is_loaded() && state.revision < replica.revision() => {
+                // Older than the table, and still the file as it is (not overtaken while it was
+                // read by a write this process has installed already).
+                Ok(state)
+                    if replica.is_loaded()
+                        && state.revision < replica.revision()
+                        && self.stamp() == stamp =>
+                {
                     // Only a file that went back has an older revision than the table it fed
                     // (restored from a backup, or deleted and made anew): its state is the
                     // truth now, or no later write would be seen until it caught up.

@@ -12,7 +12,7 @@ use crate::core::key::KeyRecord;
 use crate::core::limit::{RateLimit, check_limits};
 use crate::core::meta::{self, Meta};
 use crate::service::unix_now;
-use crate::store::state::{Change, DAY, KeyUpdate};
+use crate::store::state::{Change, CreditLease, DAY, KeyUpdate};
 
 /// `POST /api/keys` and `keygate keys create`.
 #[derive(Debug, Default, Deserialize)]
@@ -160,6 +160,7 @@ impl Manager {
             meta: req.meta.map(|m| m.filter(|m| !m.is_empty())),
         };
         ev.detail = Some(changed(&update));
+        let credits_set = matches!(update.credits, Some(Some(_)));
         self.write(
             Change::UpdateKey {
                 id: id.to_string(),
@@ -169,11 +170,31 @@ impl Manager {
         )
         .await?;
         let k = self.store.get_key(id).await?.ok_or(ManageError::NotFound)?;
+        if credits_set && let Some(c) = &k.credits {
+            self.start_balance(&k, c, now).await;
+        }
         let mut views = [KeyView::from(&k)];
         self.live_credits(std::slice::from_ref(&k), &mut views)
             .await?;
         let [view] = views;
         Ok(view)
+    }
+
+    /// Starts the balance of credits just set on `k` in the store, at their version. Otherwise
+    /// it would start at the first request of `k` itself, and a key made by rotating `k`,
+    /// which spends the same balance under the setting it was made with, would find the old
+    /// balance until then. If the store cannot be reached now, that first request still does.
+    async fn start_balance(&self, k: &KeyRecord, c: &Credits, now: i64) {
+        let lease = CreditLease {
+            id: c.balance_id(&k.id).into(),
+            credits: c.clone(),
+            version: k.credits_version,
+            period: credits::period(c, now),
+            now,
+        };
+        if let Err(e) = self.store.take_credits(&lease, 0).await {
+            tracing::warn!(error = %e, "cannot start the new credit balance now; its first use will");
+        }
     }
 
     /// Shows the credits left now (the store's balance; credits leased by instances and not

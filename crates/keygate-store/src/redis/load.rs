@@ -109,6 +109,22 @@ impl Sink for TableSink {
 }
 
 impl RedisStore {
+    /// After a failed batch: a jittered pause growing with `failures`, then a new connection
+    /// (the old one kept if none can be made now).
+    async fn pause_and_reconnect(
+        &self,
+        con: &mut MultiplexedConnection,
+        e: &StoreError,
+        cursor: u64,
+        failures: u32,
+    ) {
+        tracing::warn!(error = %e, cursor, "key table load interrupted; resuming");
+        tokio::time::sleep(jittered(Duration::from_millis(100) * (1 << failures))).await;
+        if let Ok(c) = self.read_connection().await {
+            *con = c;
+        }
+    }
+
     /// The id of the Redis process `con` reaches (`INFO server`'s `run_id`, new at every start).
     async fn run_id(&self, con: &mut MultiplexedConnection) -> Result<String, StoreError> {
         let info: String = redis::cmd("INFO")
@@ -137,7 +153,8 @@ impl RedisStore {
         mut sink: S,
         snapshot_ok: bool,
     ) -> Result<(S, u64, String, bool), StoreError> {
-        let server = self.run_id(con).await?;
+        // `None`: this Redis user may not run INFO; a resumed scan then goes on unchecked.
+        let server = self.run_id(con).await.ok();
         let (rev, snap_rev, last, count): (Option<u64>, Option<u64>, StreamRangeReply, usize) =
             redis::pipe()
                 .atomic()
@@ -212,7 +229,25 @@ impl RedisStore {
         });
         let mut cursor: u64 = 0;
         let mut failures = 0;
+        // After a reconnect: whether the connection still reaches the process the scan began
+        // on must be known before the next batch is asked for.
+        let mut reconnected = false;
         loop {
+            if reconnected && let Some(s) = &server {
+                // A cursor walks one process's hash table (its hash seed is random): on
+                // another process the rest of the scan would skip and repeat fields.
+                match self.run_id(con).await {
+                    Ok(id) if id != *s => return Err(StoreError::ServerChanged),
+                    Ok(_) => {}
+                    Err(e) if failures < RESUME_ATTEMPTS => {
+                        failures += 1;
+                        self.pause_and_reconnect(con, &e, cursor, failures).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            reconnected = false;
             let batch: Result<(u64, ScanBatch), StoreError> = redis::cmd("HSCAN")
                 .arg(&hash)
                 .arg(cursor)
@@ -231,19 +266,9 @@ impl RedisStore {
                     if failures < RESUME_ATTEMPTS =>
                 {
                     failures += 1;
-                    tracing::warn!(error = %e, cursor, "key table load interrupted; resuming");
-                    tokio::time::sleep(jittered(Duration::from_millis(100) * (1 << failures)))
-                        .await;
-                    if let Ok(c) = self.read_connection().await {
-                        *con = c;
-                    }
-                    // A cursor walks one process's hash table (its hash seed is random): on
-                    // another process the rest of the scan would skip and repeat fields.
-                    match self.run_id(con).await {
-                        Ok(id) if id != server => return Err(StoreError::ServerChanged),
-                        // The same server, or not answering yet: the next batch tells.
-                        _ => continue,
-                    }
+                    self.pause_and_reconnect(con, &e, cursor, failures).await;
+                    reconnected = true;
+                    continue;
                 }
                 Err(e) => return Err(e),
             };
