@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::redis_server::RedisServer;
 use common::{Deadline, Harness, metric};
+use keygate::admin::manage::Created;
 
 const FILLER: usize = 200_000;
 
@@ -20,6 +21,38 @@ async fn keys_loaded(h: &Harness) -> f64 {
     metric(&h.http("GET", "/metrics", &[]).await.body, "keygate_keys ")
 }
 
+/// A real key and `FILLER` records like it in a fresh Redis, and how many HSCAN batches an
+/// uninterrupted load of them takes.
+async fn filled(redis: &RedisServer) -> (Created, u64) {
+    let a = Harness::start_redis(&redis.url(), "", true).await;
+    let real = a.key("live", "acme", None).await;
+    let rec = a.manager.store.get_key(&real.id).await.unwrap().unwrap();
+    drop(a);
+    redis.fill_like(&rec, FILLER);
+    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]);
+    let whole = Harness::start_redis(&redis.url(), "", true).await;
+    let full = hscans(redis);
+    assert!(
+        full >= 10,
+        "a load of {FILLER} records takes many batches: {full}"
+    );
+    assert_eq!(keys_loaded(&whole).await, (FILLER + 1) as f64);
+    (real, full)
+}
+
+/// A sidecar whose load is half-way through its `full` batches, or `None` if it ran to its
+/// end before it could be caught there.
+async fn half_loaded(redis: &RedisServer, full: u64) -> Option<Harness> {
+    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]);
+    let b = Harness::start_redis(&redis.url(), "", false).await;
+    let half = Deadline::new("the load half-way", Duration::from_secs(30));
+    while hscans(redis) < full / 2 {
+        half.check();
+        std::thread::yield_now();
+    }
+    (hscans(redis) < full).then_some(b)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_load_resumes_from_its_cursor() {
     let _ = tracing_subscriber::fmt()
@@ -27,34 +60,14 @@ async fn an_interrupted_load_resumes_from_its_cursor() {
         .with_test_writer()
         .try_init();
     let redis = RedisServer::start();
-    let a = Harness::start_redis(&redis.url(), "", true).await;
-    let real = a.key("live", "acme", None).await;
-    let rec = a.manager.store.get_key(&real.id).await.unwrap().unwrap();
-    redis.fill_like(&rec, FILLER);
-    // An uninterrupted load: how many batches the table takes.
-    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]);
-    let whole = Harness::start_redis(&redis.url(), "", true).await;
-    let full = hscans(&redis);
-    assert!(
-        full >= 10,
-        "a load of {FILLER} records takes many batches: {full}"
-    );
-    assert_eq!(keys_loaded(&whole).await, (FILLER + 1) as f64);
-    drop(whole);
+    let (_, full) = filled(&redis).await;
 
     // Another, interrupted half-way; tried again if it ran to its end before the kill.
     let mut resumed = false;
     for _ in 0..3 {
-        let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]);
-        let b = Harness::start_redis(&redis.url(), "", false).await;
-        let half = Deadline::new("the load half-way", Duration::from_secs(30));
-        while hscans(&redis) < full / 2 {
-            half.check();
-            std::thread::yield_now();
-        }
-        if hscans(&redis) >= full {
+        let Some(b) = half_loaded(&redis, full).await else {
             continue;
-        }
+        };
         let _: () = redis.cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
         b.wait_ready().await;
         assert_eq!(
@@ -79,28 +92,13 @@ async fn an_interrupted_load_resumes_from_its_cursor() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_load_cut_off_by_a_redis_restart_starts_over() {
     let mut redis = RedisServer::start();
-    let a = Harness::start_redis(&redis.url(), "", true).await;
-    let real = a.key("live", "acme", None).await;
-    let rec = a.manager.store.get_key(&real.id).await.unwrap().unwrap();
-    drop(a);
-    redis.fill_like(&rec, FILLER);
-    let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]);
-    let whole = Harness::start_redis(&redis.url(), "", true).await;
-    let full = hscans(&redis);
-    drop(whole);
+    let (real, full) = filled(&redis).await;
 
     let mut restarted = false;
     for _ in 0..3 {
-        let _: () = redis.cmd(&["CONFIG", "RESETSTAT"]);
-        let b = Harness::start_redis(&redis.url(), "", false).await;
-        let half = Deadline::new("the load half-way", Duration::from_secs(30));
-        while hscans(&redis) < full / 2 {
-            half.check();
-            std::thread::yield_now();
-        }
-        if hscans(&redis) >= full {
+        let Some(b) = half_loaded(&redis, full).await else {
             continue;
-        }
+        };
         redis.kill();
         redis.restart();
         b.wait_ready().await;
