@@ -51,10 +51,11 @@ pub fn check(m: &Meta) -> Result<(), (String, MetaError)> {
 
 /// Whether a request header `name` (any case) falls under `prefix` (lowercase): a header the
 /// client may not send, since keygate alone sets such headers.
-pub fn is_reserved(name: &str, prefix: &str) -> bool {
+pub fn is_reserved(name: impl AsRef<[u8]>, prefix: &str) -> bool {
+    let name = name.as_ref();
     !prefix.is_empty()
         && name.len() >= prefix.len()
-        && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        && name[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 /// The header an entry goes upstream as: `<prefix><key>` (keys are lowercase already).

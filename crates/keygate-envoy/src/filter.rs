@@ -237,16 +237,11 @@ impl Filter {
         // lent for the hook (a replaced or removed header's name and value), so `headers`
         // must not be looked at once one is made.
         let identity_present = wire.identity.each_ref().map(|n| headers.has(n));
-        // Which credential headers the request carries: in an array for the first few (no
-        // allocation per request; a config has one or two), in a vector past them.
-        let mut credentials = [false; 8];
-        let mut more_credentials = Vec::new();
-        for (i, n) in wire.credentials.iter().enumerate() {
-            match credentials.get_mut(i) {
-                Some(c) => *c = headers.has(n),
-                None => more_credentials.push(headers.has(n)),
-            }
-        }
+        // One bit per credential header the request carries (the config allows at most 64
+        // schemes, so at most 64 such headers).
+        let credentials = (wire.credentials.iter().enumerate())
+            .filter(|(_, n)| headers.has(n))
+            .fold(0u64, |m, (i, _)| m | 1 << i);
         let meta = a.key.meta();
         let mut spoofed = Vec::new();
         let mut meta_headers = Vec::new();
@@ -269,9 +264,10 @@ impl Filter {
                 write(name, values[i], identity_present[i]);
             }
         }
-        let present = credentials.iter().chain(&more_credentials);
-        for (name, _) in wire.credentials.iter().zip(present).filter(|(_, p)| **p) {
-            write(name, None, true);
+        for (i, name) in wire.credentials.iter().enumerate() {
+            if credentials & 1 << i != 0 {
+                write(name, None, true);
+            }
         }
         for name in &spoofed {
             write(name, None, true);

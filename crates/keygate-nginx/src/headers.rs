@@ -146,7 +146,7 @@ pub unsafe fn apply(
     drop_prefix: Option<&str>,
 ) -> Result<(), NoMemory> {
     let set = &set[..set.len().min(MAX_SET)];
-    let under = |name: &[u8]| drop_prefix.is_some_and(|p| name.starts_with(p.as_bytes()));
+    let under = |name: &[u8]| drop_prefix.is_some_and(|p| keygate_core::meta::is_reserved(name, p));
     let fate = |h: &ngx_table_elt_t| {
         // SAFETY: an element of the request's list.
         let name = unsafe { lower_name(h) };
