@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::admin::api::Admin;
 use crate::admin::manage::Manager;
+use crate::authz::store_thread::until;
 use crate::config::Settings;
 use crate::frontend::envoy_grpc::EnvoyGrpc;
 use crate::metrics::{Listener, Metrics};
@@ -99,10 +100,6 @@ impl Running {
     }
 }
 
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
 /// Why keygate could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -168,12 +165,12 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> Result<Ru
 
     {
         let (store, replica, stats) = (store.clone(), replica.clone(), auth.store_stats.clone());
-        let done = stopped(stop_rx.clone());
+        let done = until(stop_rx.clone());
         tasks.spawn(async move { store.follow(replica, stats, done).await });
     }
     {
         let (store, auth) = (store.clone(), auth.clone());
-        let done = stopped(stop_rx.clone());
+        let done = until(stop_rx.clone());
         tasks.spawn(async move {
             let every = auth.settings().flush_interval;
             write_back(auth.usage(), &store, &auth.store_stats, every, done).await
@@ -183,8 +180,8 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> Result<Ru
         let rt = tokio::runtime::Handle::current();
         auth.wallet().attach(store.clone(), rt.clone());
         auth.limiter().attach(store.clone(), rt);
-        let (auth, done) = (auth.clone(), stopped(stop_rx.clone()));
-        let beat = stopped(stop_rx.clone());
+        let (auth, done) = (auth.clone(), until(stop_rx.clone()));
+        let beat = until(stop_rx.clone());
         tasks.spawn(async move {
             tokio::join!(auth.wallet().keep(done), auth.limiter().keep(beat));
         });
@@ -209,7 +206,7 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> Result<Ru
         let svc = EnvoyGrpc::new(auth.clone()).into_service();
         tasks.spawn(listener::serve(
             l,
-            stopped(stop_rx.clone()),
+            until(stop_rx.clone()),
             opts(Listener::Grpc, true),
             move |req| {
                 let mut svc = svc.clone();
@@ -221,7 +218,7 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> Result<Ru
         let a = auth.clone();
         tasks.spawn(listener::serve(
             l,
-            stopped(stop_rx.clone()),
+            until(stop_rx.clone()),
             opts(Listener::Http, false),
             move |req| crate::frontend::http::handle(a.clone(), req),
         ));
@@ -237,7 +234,7 @@ pub async fn start(settings: Settings, admin_token: Option<String>) -> Result<Ru
         )));
         tasks.spawn(listener::serve(
             l,
-            stopped(stop_rx.clone()),
+            until(stop_rx.clone()),
             opts(Listener::Admin, false),
             move |req| {
                 let mut router = router.clone();

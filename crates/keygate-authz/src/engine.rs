@@ -195,7 +195,7 @@ impl Engine {
                     return done(pending, true);
                 };
                 self.wallet.fetch(
-                    credits.balance_id(entry.id()).into(),
+                    count::balance(&entry).into(),
                     credits.clone(),
                     *version,
                     now,

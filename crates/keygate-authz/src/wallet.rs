@@ -39,6 +39,16 @@ struct Lease {
     used_at: Instant,
 }
 
+impl Lease {
+    /// Whether this lease serves credits set at `version` in refill period `period`: it is of
+    /// that balance, or of a later setting or period of it (which the store keeps as the
+    /// balance now: another instance's clock crossed the period's start first, or credits were
+    /// set again on the key whose balance a rotated key shares). Never refilled from here.
+    fn serves(&self, version: u64, period: i64) -> bool {
+        self.version >= version && self.period >= period
+    }
+}
+
 /// What spending one credit came to.
 pub enum Spend {
     /// Spent; the credits' `RateLimit` state after it.
@@ -69,14 +79,7 @@ impl Wallet {
     pub fn spend(&self, id: &str, credits: &Credits, version: u64, now: i64) -> Spend {
         let period = credits::period(credits, now);
         let mut leases = self.leases();
-        // A lease of a later period than this clock reads is the store's current one (another
-        // instance's clock crossed the period's start first): spent from, never refilled. One
-        // of a newer setting is the balance's current one too (credits set again on the key
-        // whose balance a rotated key shares), as the store's rules keep it.
-        let Some(l) = leases
-            .get_mut(id)
-            .filter(|l| l.version >= version && l.period >= period)
-        else {
+        let Some(l) = leases.get_mut(id).filter(|l| l.serves(version, period)) else {
             return Spend::Fetch;
         };
         if l.left > 0 {
@@ -114,7 +117,7 @@ impl Wallet {
         let want = {
             let leases = self.leases();
             match leases.get(&id) {
-                Some(l) if l.version >= version && l.period >= period => {
+                Some(l) if l.serves(version, period) => {
                     // Used up within a second: a busier key, a bigger chunk.
                     let chunk = if l.taken_at.elapsed() < Duration::from_secs(1) {
                         (l.chunk * 2).min(MAX_CHUNK)

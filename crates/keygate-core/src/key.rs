@@ -33,6 +33,16 @@ impl std::fmt::Debug for KeyHash {
     }
 }
 
+impl KeyHash {
+    /// The SHA-256 digest, for a SHA-256 key: what digest indexes and duplicate checks use.
+    pub fn sha256(&self) -> Option<&[u8; 32]> {
+        match self {
+            KeyHash::Sha256(d) => Some(d),
+            KeyHash::Argon2id(_) => None,
+        }
+    }
+}
+
 /// A stored hash, borrowed (from a record or from the key table).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum HashRef<'a> {

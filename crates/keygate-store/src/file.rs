@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keygate_core::credits::{self, Balance};
-use keygate_core::key::{Account, KeyHash, KeyRecord};
+use keygate_core::key::{Account, KeyRecord};
 
 use super::replica::Replica;
 use super::state::{AuditEvent, Change, CreditLease, KeyDays, State, UsageBatch};
@@ -196,10 +196,7 @@ impl FileStore {
             let by: std::collections::HashMap<&[u8; 32], &str> = s
                 .keys
                 .values()
-                .filter_map(|k| match &k.hash {
-                    KeyHash::Sha256(d) => Some((d, k.id.as_str())),
-                    KeyHash::Argon2id(_) => None,
-                })
+                .filter_map(|k| Some((k.hash.sha256()?, k.id.as_str())))
                 .collect();
             wanted
                 .iter()

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use keygate_core::credits::Balance;
 use keygate_core::credits::Credits;
-use keygate_core::key::{Account, AccountStatus, KeyHash, KeyRecord};
+use keygate_core::key::{Account, AccountStatus, KeyRecord};
 use keygate_core::limit::RateLimit;
 use keygate_core::meta::Meta;
 
@@ -213,8 +213,8 @@ impl State {
                 }
                 // One key per digest, whoever wrote first (an import's check before writing
                 // can race another writer).
-                if let KeyHash::Sha256(d) = &record.hash
-                    && self.keys.values().any(|k| k.hash == KeyHash::Sha256(*d))
+                if let Some(d) = record.hash.sha256()
+                    && self.keys.values().any(|k| k.hash.sha256() == Some(d))
                 {
                     return Err(ChangeError::DuplicateDigest);
                 }
@@ -328,10 +328,7 @@ impl State {
         max_active: &BTreeMap<String, u32>,
         now: i64,
     ) -> Result<(), ChangeError> {
-        let digest = |k: &KeyRecord| match &k.hash {
-            keygate_core::key::KeyHash::Sha256(d) => Some(*d),
-            keygate_core::key::KeyHash::Argon2id(_) => None,
-        };
+        let digest = |k: &KeyRecord| k.hash.sha256().copied();
         let mut taken: std::collections::HashSet<[u8; 32]> =
             self.keys.values().filter_map(digest).collect();
         let mut ids = std::collections::HashSet::new();
@@ -363,7 +360,7 @@ impl State {
     /// Adds usage counts; keys that no longer exist are ignored.
     pub fn record_usage(&mut self, batch: &UsageBatch) {
         for (id, u) in &batch.keys {
-            let Some(k) = self.keys.get_mut(id.as_ref()) else {
+            let Some(k) = self.keys.get_mut(id.as_str()) else {
                 continue;
             };
             if u.last_used > 0 {

@@ -10,7 +10,7 @@ use crate::limiter::Count;
 use crate::wallet::Spend;
 
 /// The id a key's credits are spent under (its own, or its predecessor's after a rotation).
-fn balance(key: &KeyRef) -> &str {
+pub(super) fn balance(key: &KeyRef) -> &str {
     match key.credits() {
         Some((c, _)) => c.balance_id(key.id()),
         None => key.id(),

@@ -2,7 +2,7 @@
 //! checks the revision has not moved and writes records, indexes, the change entry and the
 //! audit events atomically (or the write is tried again).
 
-use keygate_core::key::{KeyHash, to_hex};
+use keygate_core::key::to_hex;
 
 use super::{ChangeData, RedisStore, err};
 use crate::StoreError;
@@ -83,7 +83,7 @@ impl RedisStore {
             let accounts: Vec<String> = match &change {
                 Change::CreateKey { record, .. } => {
                     // The key holding its digest, if any, for the rule that there is one.
-                    if let KeyHash::Sha256(d) = &record.hash {
+                    if let Some(d) = record.hash.sha256() {
                         let holder = self.ids_of_digests_once(&[to_hex(d)]).await?;
                         let ids: Vec<&str> = holder.iter().flatten().map(String::as_str).collect();
                         for k in self.get_keys_once(&ids).await? {
@@ -113,12 +113,8 @@ impl RedisStore {
                     records,
                     max_active,
                 } => {
-                    let hexes: Vec<String> = records
-                        .iter()
-                        .filter_map(|r| match &r.hash {
-                            KeyHash::Sha256(d) => Some(to_hex(d)),
-                            KeyHash::Argon2id(_) => None,
-                        })
+                    let hexes: Vec<String> = (records.iter())
+                        .filter_map(|r| r.hash.sha256().map(|d| to_hex(d)))
                         .collect();
                     let holders = self.ids_of_digests_once(&hexes).await?;
                     let ids: Vec<&str> = records
@@ -185,10 +181,7 @@ impl RedisStore {
             }
             inv.arg(data.keys.len());
             for k in &data.keys {
-                let digest = match &k.hash {
-                    KeyHash::Sha256(d) => to_hex(d),
-                    KeyHash::Argon2id(_) => String::new(),
-                };
+                let digest = k.hash.sha256().map(|d| to_hex(d)).unwrap_or_default();
                 inv.arg(&k.id)
                     .arg(serde_json::to_string(k).unwrap_or_default())
                     .arg(&k.account)

@@ -23,7 +23,7 @@ pub struct KeyDays {
 /// ids, and seeded per process), and looked up once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageBatch {
-    pub keys: hashbrown::HashMap<Box<str>, KeyUsage>,
+    pub keys: hashbrown::HashMap<String, KeyUsage>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,11 +42,8 @@ impl UsageBatch {
     }
 
     fn key(&mut self, id: &str) -> &mut KeyUsage {
-        // Looked up once when the id is counted already (most requests); copied only when new.
-        if !self.keys.contains_key(id) {
-            self.keys.insert(id.into(), KeyUsage::default());
-        }
-        self.keys.get_mut(id).expect("inserted above")
+        // One lookup; the id copied only when it is new in this batch.
+        self.keys.entry_ref(id).or_default()
     }
 
     pub fn add(&mut self, id: &str, now: i64) {
