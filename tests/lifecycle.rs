@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::redis_server::RedisServer;
-use common::{ADMIN_TOKEN, Harness, HttpReply, http_call_body, metric, wait_until};
+use common::{ADMIN_TOKEN, Harness, HttpReply, http_call_body, metric};
 use keygate::admin::manage::UpdateKey;
 use keygate::core::key;
 use serde_json::{Value, json};
@@ -20,26 +20,11 @@ async fn admin(h: &Harness, method: &str, uri: &str, body: impl Into<Bytes>) -> 
 }
 
 async fn auth(h: &Harness, key: &str, uri: &str) -> HttpReply {
-    let header = if key.starts_with("toon_") {
-        ("x-api-key", key.to_string())
-    } else {
-        ("authorization", format!("Bearer {key}"))
-    };
-    h.http(
-        "GET",
-        "/auth",
-        &[("x-original-uri", uri), (header.0, &header.1)],
-    )
-    .await
+    h.auth(key, uri).await
 }
 
 async fn wait_auth(h: &Harness, key: &str, uri: &str, want: u16) {
-    wait_until(
-        &format!("{uri} answering {want}"),
-        Duration::from_secs(5),
-        || async { auth(h, key, uri).await.status == want },
-    )
-    .await;
+    h.wait_auth(key, uri, want, Duration::from_secs(5)).await;
 }
 
 /// The shipped config with `live` keys shaped as Toksta's (`tk_live_` + 48 hex) and a `test`

@@ -107,14 +107,7 @@ async fn a_load_cut_off_by_a_redis_restart_starts_over() {
             (FILLER + 1) as f64,
             "the whole table, each record once"
         );
-        let bearer = format!("Bearer {}", real.key);
-        let r = b
-            .http(
-                "GET",
-                "/auth",
-                &[("authorization", &bearer), ("x-original-uri", "/v1/x")],
-            )
-            .await;
+        let r = b.auth(&real.key, "/v1/x").await;
         assert_eq!(r.status, 200, "{r:?}");
         restarted = true;
         break;

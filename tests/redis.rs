@@ -10,24 +10,12 @@ use common::redis_server::{RedisServer, Sentinel};
 use common::{Harness, metric, wait_until};
 
 async fn status(h: &Harness, key: &str) -> u16 {
-    let b = format!("Bearer {key}");
-    let hdr = if key.starts_with("toon_") {
-        ("x-api-key", key)
-    } else {
-        ("authorization", b.as_str())
-    };
-    h.http("GET", "/auth", &[("x-original-uri", "/v1/x"), hdr])
-        .await
-        .status
+    h.auth(key, "/v1/x").await.status
 }
 
 async fn wait_status(h: &Harness, key: &str, want: u16) {
-    wait_until(
-        &format!("status {want}"),
-        Duration::from_secs(5),
-        || async { status(h, key).await == want },
-    )
-    .await;
+    h.wait_auth(key, "/v1/x", want, Duration::from_secs(5))
+        .await;
 }
 
 async fn metrics(h: &Harness) -> String {

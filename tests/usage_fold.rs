@@ -10,14 +10,7 @@ use common::redis_server::RedisServer;
 use common::{Harness, metric, wait_until};
 
 async fn status(h: &Harness, key: &str) -> u16 {
-    let b = format!("Bearer {key}");
-    h.http(
-        "GET",
-        "/auth",
-        &[("authorization", &b), ("x-original-uri", "/v1/x")],
-    )
-    .await
-    .status
+    h.auth(key, "/v1/x").await.status
 }
 
 fn total(u: &serde_json::Value) -> u64 {

@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::common::{Harness, bin, wait_until};
+use crate::common::{Harness, bin};
 
 pub fn cli(h: &Harness, args: &[&str]) -> Output {
     Command::new(bin())
@@ -22,22 +22,9 @@ pub fn json(o: &Output) -> serde_json::Value {
 }
 
 pub async fn auth_status(h: &Harness, key: &str, uri: &str) -> u16 {
-    let b = format!("Bearer {key}");
-    let header = if key.starts_with("toon_") {
-        ("x-api-key", key)
-    } else {
-        ("authorization", b.as_str())
-    };
-    h.http("GET", "/auth", &[("x-original-uri", uri), header])
-        .await
-        .status
+    h.auth(key, uri).await.status
 }
 
 pub async fn wait_status(h: &Harness, key: &str, uri: &str, want: u16) {
-    wait_until(
-        &format!("status {want}"),
-        Duration::from_secs(5),
-        || async { auth_status(h, key, uri).await == want },
-    )
-    .await;
+    h.wait_auth(key, uri, want, Duration::from_secs(5)).await;
 }

@@ -157,6 +157,27 @@ impl Harness {
     pub async fn http(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> HttpReply {
         http_call(self.http_addr(), method, uri, headers).await
     }
+
+    /// Asks the nginx front (`/auth`) about `GET uri` with `key`, presented as its scheme
+    /// expects it (`x-api-key` for a `toon_` key, `Authorization: Bearer` otherwise).
+    pub async fn auth(&self, key: &str, uri: &str) -> HttpReply {
+        let bearer = format!("Bearer {key}");
+        let header = if key.starts_with("toon_") {
+            ("x-api-key", key)
+        } else {
+            ("authorization", bearer.as_str())
+        };
+        self.http("GET", "/auth", &[("x-original-uri", uri), header])
+            .await
+    }
+
+    /// Waits (at most `within`) until [`Harness::auth`] answers `want`.
+    pub async fn wait_auth(&self, key: &str, uri: &str, want: u16, within: Duration) {
+        wait_until(&format!("{uri} answering {want}"), within, || async {
+            self.auth(key, uri).await.status == want
+        })
+        .await;
+    }
 }
 
 /// Calls `Authorization/Check` at `addr` as Envoy would.
